@@ -1,0 +1,140 @@
+"""Crash-safe training checkpoints.
+
+A checkpoint is one `torch.save` file written atomically (temporary file, then
+rename) plus a small JSON manifest beside it (`checkpoint.pt` -> `checkpoint.json`)
+with the step, the gin bindings of the run, their hash, the metrics and the
+file's SHA-256. `kill -9` at any moment leaves the previous checkpoint or the new
+one, never a torn file; a damaged file is detected and refused, not loaded; a
+resume with different bindings is refused with the bindings named.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import gin
+import numpy as np
+import torch
+
+from modules.atomic_io import atomic_torch_save, atomic_write_text
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def gin_bindings(fn: Callable) -> dict[str, str]:
+    """The run's configuration: the gin bindings of an entry point's `train()`, as strings."""
+    return {k: repr(v) for k, v in sorted(gin.get_bindings(fn).items())}
+
+
+def config_hash(bindings: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(bindings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def manifest_path(path: str | os.PathLike) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def rng_state() -> dict[str, Any]:
+    """torch, CUDA, numpy and Python RNG states in types `torch.load(weights_only=True)` accepts."""
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": int(np_state[2]),
+        "python": repr(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    import ast
+
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+    random.setstate(ast.literal_eval(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    state: dict[str, Any],
+    *,
+    step: int,
+    bindings: dict[str, str],
+    metrics: dict[str, float] | None = None,
+) -> Path:
+    """Write `state` (plus its manifest) atomically to `path`, then the JSON manifest beside it."""
+    path = Path(path)
+    manifest = {
+        "step": int(step),
+        "config_hash": config_hash(bindings),
+        "bindings": dict(bindings),
+        "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+        "time": time.time(),
+    }
+    atomic_torch_save({**state, "manifest": manifest}, path)
+    atomic_write_text(json.dumps({**manifest, "sha256": _sha256(path)}, indent=1), manifest_path(path))
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by `save_checkpoint`; a truncated or damaged file raises CheckpointError."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated zip, bad pickle, wrong format: all mean "do not trust it"
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupted and was not loaded ({type(e).__name__}: {e}). "
+            "Move it away to start over, or restore it from a copy."
+        ) from e
+    if not isinstance(state, dict) or "manifest" not in state:
+        raise CheckpointError(f"{path} is not a checkpoint of this project (no manifest)")
+    side = manifest_path(path)
+    if side.exists():
+        try:
+            recorded = json.loads(side.read_text())
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"checkpoint manifest {side} is corrupted: {e}") from e
+        # A manifest for another step only means a crash fell between the two renames;
+        # for the same step the bytes must be the ones that were written.
+        if recorded.get("step") == state["manifest"]["step"] and recorded.get("sha256") != _sha256(path):
+            raise CheckpointError(f"checkpoint {path} does not match the SHA-256 in {side}: the file is corrupted")
+    return state
+
+
+def check_resume_config(
+    manifest: dict[str, Any],
+    bindings: dict[str, str],
+    *,
+    path: str | os.PathLike,
+    force: bool = False,
+    ignore: Iterable[str] = (),
+) -> None:
+    """Refuse to resume a run whose bindings differ from the checkpoint's, naming each difference."""
+    ignore = set(ignore)
+    old = manifest.get("bindings", {})
+    differing = sorted(k for k in set(old) | set(bindings) if k not in ignore and old.get(k) != bindings.get(k))
+    if differing and not force:
+        details = "; ".join(f"train.{k}: {old.get(k, '<default>')} -> {bindings.get(k, '<default>')}" for k in differing)
+        raise CheckpointError(
+            f"refusing to resume from {path}: the config differs from the one it was written with ({details}). "
+            "Bind train.force_resume=True to resume anyway, or choose another save_dir."
+        )

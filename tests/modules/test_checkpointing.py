@@ -1,0 +1,71 @@
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from modules.checkpointing import (
+    CheckpointError,
+    check_resume_config,
+    load_checkpoint,
+    manifest_path,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+
+
+def _save(path, step=3, bindings=None):
+    model = torch.nn.Linear(4, 2)
+    save_checkpoint(path, {"model": model.state_dict()}, step=step, bindings=bindings or {"lr": "0.1"}, metrics={"loss": 1.5})
+    return model
+
+
+def test_round_trip_and_manifest(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    model = _save(path)
+    state = load_checkpoint(path)
+    assert torch.equal(state["model"]["weight"], model.state_dict()["weight"])
+    side = json.loads(manifest_path(path).read_text())
+    assert side["step"] == 3 and side["metrics"] == {"loss": 1.5} and side["bindings"] == {"lr": "0.1"}
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_truncated_checkpoint_is_refused(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    _save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupted"):
+        load_checkpoint(path)
+    assert path.read_bytes() == data[: len(data) // 2]  # detected, left as it was
+
+
+def test_flipped_byte_is_detected_by_the_manifest(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    _save(path)
+    data = bytearray(path.read_bytes())
+    # Flip a byte inside the stored weights (past the zip headers) so the file may still load.
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+
+
+def test_resume_with_other_config_names_the_bindings(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    _save(path, bindings={"lr": "0.1", "batch_size": "64"})
+    manifest = load_checkpoint(path)["manifest"]
+    with pytest.raises(CheckpointError, match=r"train\.lr: 0\.1 -> 0\.2"):
+        check_resume_config(manifest, {"lr": "0.2", "batch_size": "64"}, path=path)
+    check_resume_config(manifest, {"lr": "0.2", "batch_size": "64"}, path=path, force=True)
+    check_resume_config(manifest, {"lr": "0.1", "batch_size": "64", "wandb": "True"}, path=path, ignore={"wandb"})
+
+
+def test_rng_state_round_trip():
+    state = rng_state()
+    a = (torch.rand(3), np.random.rand(3), random.random())
+    set_rng_state(state)
+    b = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
