@@ -1,0 +1,76 @@
+"""Trie-constrained beam search over semantic IDs (the paper's retrieval step, Sec. 3.2).
+
+Per step: log-softmax of the decoder's logits, THEN tokens that no item's ID allows
+after the beam's prefix are set to -inf, THEN the top-k: masking after the top-k
+would let invalid tokens take beam slots. Scores are sums of the unmasked
+log-probabilities, i.e. log P(item ID | history), so with a beam as wide as the
+catalogue the result is the exact ranking by teacher-forced likelihood.
+
+The encoder runs once per user; the decoder's keys/values are cached and reordered
+with the beams. Deterministic: no sampling, dropout off.
+"""
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import Tensor
+
+from modules.semantic_id_trie import SemanticIdTrie
+
+
+def reorder_cache(cache: list[dict], index: Tensor) -> None:
+    """Keep rows `index` of every cached key/value (in place): beams follow their parents."""
+    for layer in cache:
+        for attn in layer.values():
+            for name, t in attn.items():
+                attn[name] = t.index_select(0, index)
+
+
+@torch.no_grad()
+def constrained_beam_search(model, batch: dict[str, Tensor], trie: SemanticIdTrie, beam_width: int, top_k: int) -> dict[str, Tensor]:
+    """batch: user_ids [B], history [B, L, T] (see modules.model.sem_id_batch).
+    Returns item_ids [B, top_k] (-1 where the catalogue has fewer than top_k items),
+    sem_ids [B, top_k, T] and scores [B, top_k] (log-probabilities, descending)."""
+    if top_k > beam_width:
+        raise ValueError(f"top_k={top_k} needs beam_width >= top_k, got beam_width={beam_width}")
+    was_training = model.training
+    model.eval()
+    try:
+        memory, padding = model.encode(batch["user_ids"], batch["history"])
+        B, K, T = memory.shape[0], trie.codebook_size, trie.depth
+        device = memory.device
+        cache = model.new_cache()
+        tokens = torch.full((B, 1), model.sem_id_emb.bos_token, dtype=torch.long, device=device)
+        nodes = torch.zeros(B, dtype=torch.long, device=device)   # trie node of each beam's prefix
+        scores = torch.zeros(B, device=device)                     # [B * beams]
+        prefixes = torch.zeros(B, 0, dtype=torch.long, device=device)
+        beams = 1
+        for depth in range(T):
+            logits = model.decode(tokens, memory if depth == 0 else None, padding, cache, start=depth)[:, -1]
+            logp = torch.log_softmax(logits.float(), dim=-1)                       # [B*beams, K]
+            logp = logp.masked_fill(~trie.allowed(depth, nodes), float("-inf"))    # mask BEFORE the top-k
+            candidates = rearrange(scores[:, None] + logp, "(b w) k -> b (w k)", b=B)
+            keep = min(beam_width, beams * K)
+            top_scores, top_index = candidates.topk(keep, dim=1)                  # [B, keep], sorted
+            parent = (top_index // K + torch.arange(B, device=device)[:, None] * beams).flatten()
+            codes = (top_index % K).flatten()
+            scores = top_scores.flatten()
+            # A -inf candidate fills a slot only when fewer valid ones exist: mark it dead.
+            nodes = torch.where(torch.isfinite(scores), trie.next_nodes(depth, nodes[parent], codes), -1)
+            prefixes = torch.cat([prefixes[parent], codes[:, None]], dim=1)
+            reorder_cache(cache, parent)
+            padding = padding[parent]
+            tokens = model.sem_id_emb.tokens(codes, torch.tensor(depth, device=device))[:, None]
+            beams = keep
+        # At the last depth the trie node is the item id; distinct beams are distinct IDs.
+        item_ids = rearrange(nodes, "(b w) -> b w", b=B)[:, :top_k]
+        sem_ids = rearrange(prefixes, "(b w) t -> b w t", b=B)[:, :top_k].masked_fill(item_ids[..., None] < 0, -1)
+        scores = rearrange(scores, "(b w) -> b w", b=B)[:, :top_k]
+        if item_ids.shape[1] < top_k:  # only when K^T < top_k: a toy codebook
+            missing = top_k - item_ids.shape[1]
+            item_ids = torch.cat([item_ids, item_ids.new_full((B, missing), -1)], dim=1)
+            sem_ids = torch.cat([sem_ids, sem_ids.new_full((B, missing, T), -1)], dim=1)
+            scores = torch.cat([scores, scores.new_full((B, missing), float("-inf"))], dim=1)
+        return {"item_ids": item_ids, "sem_ids": sem_ids, "scores": scores}
+    finally:
+        model.train(was_training)

@@ -1,0 +1,4 @@
+from modules.embedding.sem_id_embedder import SemIdEmbedder
+from modules.embedding.user_id_embedder import UserIdEmbedder
+
+__all__ = ["SemIdEmbedder", "UserIdEmbedder"]

@@ -1,0 +1,118 @@
+"""TIGER's sequence-to-sequence retrieval model (Rajput et al. 2023, Sec. 3.2).
+
+    encoder input   [user token, c_1^0 c_1^1 c_1^2 c_1^3, c_2^0 ..., c_L^3]   (item i's semantic ID c_i)
+    decoder input   [BOS, c^0, c^1, c^2]   (teacher forcing)
+    decoder output  logits of c^0, c^1, c^2, c^3 of the next item
+
+Shapes: B users, L history items, T = tokens per semantic ID (n_codebooks + 1
+collision token), K = codebook size, S = 1 + L*T encoder tokens, D = d_model.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from modules.embedding import SemIdEmbedder, UserIdEmbedder
+from modules.transformer import Decoder, Encoder
+
+
+class EncoderDecoderRetrievalModel(nn.Module):
+    def __init__(
+        self,
+        n_levels: int,
+        codebook_size: int,
+        max_history: int,
+        n_user_buckets: int = 2000,
+        d_model: int = 128,
+        n_heads: int = 6,
+        d_head: int = 64,
+        ff_dim: int = 1024,
+        n_encoder_layers: int = 4,
+        n_decoder_layers: int = 4,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        # Kept so a checkpoint can rebuild the model without the gin file.
+        self.kwargs = dict(
+            n_levels=n_levels, codebook_size=codebook_size, max_history=max_history, n_user_buckets=n_user_buckets,
+            d_model=d_model, n_heads=n_heads, d_head=d_head, ff_dim=ff_dim,
+            n_encoder_layers=n_encoder_layers, n_decoder_layers=n_decoder_layers, dropout=dropout,
+        )
+        self.n_levels, self.codebook_size, self.max_history = n_levels, codebook_size, max_history
+        self.sem_id_emb = SemIdEmbedder(n_levels, codebook_size, d_model)
+        self.user_emb = UserIdEmbedder(n_user_buckets, d_model)
+        self.item_pos_emb = nn.Embedding(max_history, d_model)  # which history item a token belongs to
+        self.level_emb = nn.Embedding(n_levels, d_model)        # which of the item's T tokens it is
+        self.decoder_pos_emb = nn.Embedding(n_levels, d_model)
+        self.encoder = Encoder(n_encoder_layers, d_model, n_heads, d_head, ff_dim, dropout)
+        self.decoder = Decoder(n_decoder_layers, d_model, n_heads, d_head, ff_dim, dropout)
+        self.drop = nn.Dropout(dropout)
+        # One output head per decoder position, over its own level's K codes only: position t
+        # can only emit a level-t token, so the other levels' logits would just be wasted mass.
+        self.head = nn.Parameter(torch.empty(n_levels, codebook_size, d_model))
+        self.apply(self._init)
+        nn.init.normal_(self.head, std=0.02)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def encode(self, user_ids: Tensor, history: Tensor) -> tuple[Tensor, Tensor]:
+        """user_ids [B], history [B, L, T] codes (-1 = padding item) -> memory [B, S, D], padding mask [B, S]."""
+        B, L, T = history.shape
+        if T != self.n_levels or L > self.max_history:
+            raise ValueError(f"history of shape {tuple(history.shape)} does not fit a model with "
+                             f"max_history={self.max_history}, n_levels={self.n_levels}")
+        levels = torch.arange(T, device=history.device)
+        x = (self.sem_id_emb(self.sem_id_emb.tokens(history, levels))
+             + rearrange(self.item_pos_emb(torch.arange(L, device=history.device)), "l d -> l 1 d")
+             + self.level_emb(levels))
+        x = torch.cat([rearrange(self.user_emb(user_ids), "b d -> b 1 d"), rearrange(x, "b l t d -> b (l t) d")], dim=1)
+        padding = torch.cat([torch.zeros(B, 1, dtype=torch.bool, device=history.device),
+                             rearrange(history < 0, "b l t -> b (l t)")], dim=1)
+        return self.encoder(self.drop(x), padding), padding
+
+    def decoder_input(self, target: Tensor) -> Tensor:
+        """target [B, T] codes -> decoder input tokens [B, T] = [BOS, c^0, ..., c^{T-2}] (teacher forcing)."""
+        levels = torch.arange(self.n_levels - 1, device=target.device)
+        bos = torch.full_like(target[:, :1], self.sem_id_emb.bos_token)
+        return torch.cat([bos, self.sem_id_emb.tokens(target[:, :-1], levels)], dim=1)
+
+    def decode(self, tokens: Tensor, memory: Tensor | None, padding: Tensor, cache: list[dict] | None = None, start: int = 0) -> Tensor:
+        """tokens [B, N] at decoder positions start..start+N-1 -> logits [B, N, K] over each position's level.
+
+        With `cache` (from `new_cache()`), pass one new token per call; `memory` may then be
+        None after the first call (the cross-attention keys/values are cached)."""
+        N = tokens.shape[1]
+        positions = torch.arange(start, start + N, device=tokens.device)
+        x = self.sem_id_emb(tokens) + self.decoder_pos_emb(positions)
+        h = self.decoder(self.drop(x), memory, padding, cache)
+        return torch.einsum("bnd,nkd->bnk", h, self.head[start:start + N])
+
+    def new_cache(self) -> list[dict]:
+        return [{} for _ in self.decoder.layers]
+
+    def forward(self, user_ids: Tensor, history: Tensor, target: Tensor) -> Tensor:
+        """Teacher-forced logits [B, T, K] of the target semantic IDs target [B, T]."""
+        memory, padding = self.encode(user_ids, history)
+        return self.decode(self.decoder_input(target), memory, padding)
+
+    @staticmethod
+    def loss(logits: Tensor, target: Tensor) -> Tensor:
+        """Mean cross-entropy over the B*T target tokens (Sec. 3.2: next-token prediction of the ID)."""
+        return F.cross_entropy(rearrange(logits.float(), "b t k -> (b t) k"), rearrange(target, "b t -> (b t)"))
+
+
+def sem_id_batch(batch: dict[str, Tensor], sem_ids: Tensor) -> dict[str, Tensor]:
+    """Item ids -> semantic IDs. batch: user_id [B], history [B, L] item ids (-1 = padding),
+    target [B]; sem_ids [n_items, T] (on the batch's device) -> user_ids, history [B, L, T], target [B, T], target_item."""
+    history = batch["history"]
+    history_codes = sem_ids[history.clamp(min=0)]
+    history_codes = history_codes.masked_fill(rearrange(history < 0, "b l -> b l 1"), -1)
+    return {"user_ids": batch["user_id"], "history": history_codes,
+            "target": sem_ids[batch["target"]], "target_item": batch["target"]}

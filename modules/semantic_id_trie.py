@@ -1,0 +1,70 @@
+"""Prefix tree of the catalogue's semantic IDs, as dense per-depth lookup tables.
+
+Every prefix of length d of some item's ID is a node at depth d, numbered 0..n_d-1
+(depth 0 has the single empty prefix). For each depth one table
+
+    children[d]  [n_d, K] int64:  children[d][node, code] = node id of prefix+code at depth d+1,
+                                  or -1 if no item's ID continues the prefix with that code;
+                                  at the last depth the "node" is the item id itself.
+
+so "which tokens may follow these prefixes" is one gather, batched on any device,
+and walking a full ID down the tables looks up its item id.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+class SemanticIdTrie:
+    def __init__(self, sem_ids: Tensor, codebook_size: int | None = None) -> None:
+        """sem_ids [N, T] int: row i = the semantic ID of item i (rows must be distinct)."""
+        if sem_ids.dim() != 2 or sem_ids.shape[0] == 0 or sem_ids.dtype.is_floating_point:
+            raise ValueError(f"sem_ids must be a non-empty integer tensor [N, T], got {sem_ids.dtype} {tuple(sem_ids.shape)}")
+        sem_ids = sem_ids.long().cpu()
+        K = int(sem_ids.max()) + 1 if codebook_size is None else codebook_size
+        if sem_ids.min() < 0 or sem_ids.max() >= K:
+            raise ValueError(f"semantic ID codes must lie in [0, {K}), got [{int(sem_ids.min())}, {int(sem_ids.max())}]")
+        if torch.unique(sem_ids, dim=0).shape[0] != sem_ids.shape[0]:
+            raise ValueError("two items share a semantic ID: the trie could not tell them apart "
+                             "(the tokenizer's collision token should make every ID unique)")
+        N, T = sem_ids.shape
+        self.n_items, self.depth, self.codebook_size = N, T, K
+        self.sem_ids = sem_ids
+        node = torch.zeros(N, dtype=torch.long)  # node of each item's prefix at the current depth
+        self.children: list[Tensor] = []
+        for d in range(T):
+            child = (torch.unique(sem_ids[:, : d + 1], dim=0, return_inverse=True)[1]
+                     if d < T - 1 else torch.arange(N))
+            table = torch.full((int(node.max()) + 1, K), -1, dtype=torch.long)
+            table[node, sem_ids[:, d]] = child
+            self.children.append(table)
+            node = child
+
+    def to(self, device: torch.device | str) -> "SemanticIdTrie":
+        self.children = [t.to(device) for t in self.children]
+        self.sem_ids = self.sem_ids.to(device)
+        return self
+
+    def allowed(self, depth: int, nodes: Tensor) -> Tensor:
+        """nodes [M] at `depth` (-1 = dead prefix) -> bool [M, K]: codes that extend the prefix to a valid one."""
+        return self.next_nodes(depth, nodes[:, None].expand(-1, self.codebook_size),
+                               torch.arange(self.codebook_size, device=nodes.device)) >= 0
+
+    def next_nodes(self, depth: int, nodes: Tensor, codes: Tensor) -> Tensor:
+        """Node reached by appending `codes` to prefixes `nodes` at `depth` (broadcast); -1 where invalid.
+        At the last depth the result is the item id."""
+        table = self.children[depth]
+        nodes, codes = torch.broadcast_tensors(nodes, codes)
+        valid = (nodes >= 0) & (codes >= 0) & (codes < self.codebook_size)
+        out = table[nodes.clamp(min=0), codes.clamp(0, self.codebook_size - 1)]
+        return torch.where(valid, out, -1)
+
+    def lookup(self, ids: Tensor) -> Tensor:
+        """ids [M, T] full semantic IDs -> item ids [M], -1 for an ID that no item has."""
+        if ids.dim() != 2 or ids.shape[1] != self.depth:
+            raise ValueError(f"expected ids [M, {self.depth}], got {tuple(ids.shape)}")
+        nodes = torch.zeros(ids.shape[0], dtype=torch.long, device=ids.device)
+        for d in range(self.depth):
+            nodes = self.next_nodes(d, nodes, ids[:, d])
+        return nodes

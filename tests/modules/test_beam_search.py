@@ -1,0 +1,117 @@
+import torch
+from hypothesis import given, settings, strategies as st
+from torch import nn
+
+from modules.beam_search import constrained_beam_search
+from modules.metrics import TopKMetrics
+from modules.model import EncoderDecoderRetrievalModel, sem_id_batch
+from modules.semantic_id_trie import SemanticIdTrie
+
+
+class RandomLogitsModel(nn.Module):
+    """Stands in for the model: logits are a fixed random table indexed by
+    (user, decoder position, previous token), so they are arbitrary but consistent
+    across beams. The user of each beam row travels in the cache, as real keys/values do."""
+
+    def __init__(self, n_users, T, K, scale, seed):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.table = scale * torch.randn(n_users, T, T * K + 2, K, generator=g)
+        self.sem_id_emb = type("E", (), {"bos_token": T * K + 1, "tokens": staticmethod(lambda c, l: l * K + c)})
+
+    def encode(self, user_ids, history):
+        return user_ids[:, None, None].float(), torch.zeros(len(user_ids), 1, dtype=torch.bool)
+
+    def new_cache(self):
+        return [{"fake": {}}]
+
+    def decode(self, tokens, memory, padding, cache, start):
+        if start == 0:
+            cache[0]["fake"]["user"] = memory[:, 0, 0].long()
+        return self.table[cache[0]["fake"]["user"], start, tokens[:, -1]][:, None]
+
+
+def random_catalogue(n, T, K, g):
+    ids = torch.unique(torch.randint(0, K, (4 * n, T), generator=g), dim=0)
+    return ids[torch.randperm(len(ids), generator=g)[:n]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n_items=st.integers(1, 40), K=st.integers(2, 6), T=st.integers(1, 4),
+       beam=st.integers(1, 12), scale=st.sampled_from([0.1, 3.0, 50.0]))
+def test_beam_search_never_returns_an_invalid_id(seed, n_items, K, T, beam, scale):
+    g = torch.Generator().manual_seed(seed)
+    catalogue = random_catalogue(n_items, T, K, g)
+    trie = SemanticIdTrie(catalogue, codebook_size=K)
+    n_users, top_k = 5, max(1, beam // 2)
+    model = RandomLogitsModel(n_users, T, K, scale, seed)
+    batch = {"user_ids": torch.arange(n_users), "history": torch.zeros(n_users, 1, T, dtype=torch.long)}
+    out = constrained_beam_search(model, batch, trie, beam_width=beam, top_k=top_k)
+    items, sem, scores = out["item_ids"], out["sem_ids"], out["scores"]
+    valid = items >= 0
+    # Every returned ID is a catalogue item's full ID, and the item id is that item.
+    assert torch.equal(sem[valid], catalogue[items[valid]])
+    assert torch.equal(trie.lookup(sem[valid]), items[valid])
+    # Masking before the top-k: the beam is never wasted on invalid tokens, so it finds
+    # min(top_k, catalogue size) distinct items for every user.
+    assert (valid.sum(1) == min(top_k, len(catalogue))).all()
+    assert torch.isfinite(scores[valid]).all() and (scores[~valid] == float("-inf")).all()
+    for u in range(n_users):
+        assert len(set(items[u][valid[u]].tolist())) == int(valid[u].sum())
+    assert (scores[:, 1:] <= scores[:, :-1]).all()
+
+
+def exhaustive_scores(model, batch, catalogue):
+    """log P(item | history) of every item by teacher forcing: [B, N]."""
+    B, N = batch["user_ids"].shape[0], catalogue.shape[0]
+    with torch.no_grad():
+        logits = model(batch["user_ids"].repeat_interleave(N), batch["history"].repeat_interleave(N, 0), catalogue.repeat(B, 1))
+        logp = torch.log_softmax(logits, -1).gather(-1, catalogue.repeat(B, 1)[..., None])[..., 0]
+    return logp.sum(-1).view(B, N)
+
+
+def small_model(K, T, L):
+    torch.manual_seed(0)
+    return EncoderDecoderRetrievalModel(n_levels=T, codebook_size=K, max_history=L, n_user_buckets=11, d_model=32,
+                                        n_heads=2, d_head=16, ff_dim=64, n_encoder_layers=2, n_decoder_layers=2, dropout=0.0)
+
+
+def test_wide_beam_equals_exhaustive_teacher_forced_ranking():
+    g = torch.Generator().manual_seed(0)
+    K, T, L = 4, 4, 3
+    catalogue = random_catalogue(30, T, K, g)
+    model = small_model(K, T, L)
+    for p in model.parameters():  # sharpen the random model so the ranking is far from uniform
+        p.data.mul_(8.0)
+    model.eval()
+    history = torch.randint(0, 30, (6, L), generator=g)
+    history[0, 1:] = -1
+    batch = sem_id_batch({"user_id": torch.arange(6), "history": history, "target": torch.zeros(6, dtype=torch.long)}, catalogue)
+    out = constrained_beam_search(model, batch, SemanticIdTrie(catalogue, K), beam_width=30, top_k=10)
+    expected_scores, expected_items = exhaustive_scores(model, batch, catalogue).topk(10, dim=1)
+    assert torch.equal(out["item_ids"], expected_items)
+    torch.testing.assert_close(out["scores"], expected_scores, atol=1e-4, rtol=1e-4)
+    again = constrained_beam_search(model, batch, SemanticIdTrie(catalogue, K), beam_width=30, top_k=10)
+    assert torch.equal(again["item_ids"], out["item_ids"])  # deterministic
+
+
+def test_tiny_model_overfits_tiny_data_to_recall_at_1():
+    g = torch.Generator().manual_seed(0)
+    K, T, L, n_users = 5, 4, 4, 12
+    catalogue = random_catalogue(20, T, K, g)
+    history = torch.randint(0, 20, (n_users, L), generator=g)
+    history[:4, 2:] = -1
+    raw = {"user_id": torch.arange(n_users), "history": history, "target": torch.randint(0, 20, (n_users,), generator=g)}
+    batch = sem_id_batch(raw, catalogue)
+    model = small_model(K, T, L)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(120):
+        loss = model.loss(model(batch["user_ids"], batch["history"], batch["target"]), batch["target"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    out = constrained_beam_search(model, batch, SemanticIdTrie(catalogue, K), beam_width=5, top_k=5)
+    metrics = TopKMetrics(ks=(1, 5))
+    metrics.update(out["item_ids"], batch["target_item"])
+    assert metrics.compute()["recall@1"] == 1.0, loss.item()

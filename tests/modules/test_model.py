@@ -1,0 +1,52 @@
+import torch
+import torch.nn.functional as F
+
+from modules.model import EncoderDecoderRetrievalModel, sem_id_batch
+
+
+def tiny_model(**kw):
+    torch.manual_seed(0)
+    args = dict(n_levels=4, codebook_size=5, max_history=6, n_user_buckets=7, d_model=32, n_heads=2,
+                d_head=16, ff_dim=64, n_encoder_layers=2, n_decoder_layers=2, dropout=0.1)
+    return EncoderDecoderRetrievalModel(**{**args, **kw})
+
+
+def test_padding_does_not_change_outputs():
+    model = tiny_model().eval()
+    g = torch.Generator().manual_seed(1)
+    history = torch.randint(0, 5, (3, 3, 4), generator=g)
+    history[1, 2] = -1  # a user with only two items
+    target = torch.randint(0, 5, (3, 4), generator=g)
+    users = torch.tensor([0, 1, 2])
+    padded = torch.cat([history, torch.full((3, 3, 4), -1)], dim=1)  # three more padding items
+    torch.testing.assert_close(model(users, padded, target), model(users, history, target), atol=1e-5, rtol=1e-5)
+
+
+def test_cached_decoding_equals_teacher_forcing():
+    model = tiny_model().eval()
+    g = torch.Generator().manual_seed(2)
+    history = torch.randint(0, 5, (2, 6, 4), generator=g)
+    target = torch.randint(0, 5, (2, 4), generator=g)
+    users = torch.tensor([3, 4])
+    full = model(users, history, target)
+    memory, padding = model.encode(users, history)
+    cache, tokens = model.new_cache(), model.decoder_input(target)
+    steps = [model.decode(tokens[:, t:t + 1], memory if t == 0 else None, padding, cache, start=t) for t in range(4)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_loss_is_cross_entropy_over_each_levels_codes():
+    model = tiny_model().eval()
+    target = torch.tensor([[1, 4, 0, 2]])
+    logits = model(torch.tensor([0]), torch.randint(0, 5, (1, 2, 4)), target)
+    assert logits.shape == (1, 4, 5)  # each position scores only its level's 5 codes
+    manual = -torch.stack([F.log_softmax(logits[0, t], -1)[target[0, t]] for t in range(4)]).mean()
+    torch.testing.assert_close(model.loss(logits, target), manual)
+
+
+def test_sem_id_batch_maps_items_and_keeps_padding():
+    sem_ids = torch.tensor([[0, 1, 0, 0], [2, 2, 1, 0], [1, 0, 0, 1]])
+    batch = {"user_id": torch.tensor([5]), "history": torch.tensor([[2, 0, -1]]), "target": torch.tensor([1])}
+    out = sem_id_batch(batch, sem_ids)
+    assert out["history"].tolist() == [[[1, 0, 0, 1], [0, 1, 0, 0], [-1, -1, -1, -1]]]
+    assert out["target"].tolist() == [[2, 2, 1, 0]] and out["target_item"].tolist() == [1]
