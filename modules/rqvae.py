@@ -1,0 +1,126 @@
+"""RQ-VAE: the semantic-ID tokenizer of TIGER (Rajput et al. 2023, Sec. 3.1).
+
+An MLP encoder maps an item's content embedding x to a latent z; n_layers
+residual codebooks quantise it coarse to fine (r_0 = z, c_l = nearest code to r_l,
+r_{l+1} = r_l - e_{c_l}); the MLP decoder reconstructs x from sum_l e_{c_l}.
+The tuple (c_0, ..., c_{L-1}) is the item's semantic ID.
+
+    loss = ||x - x_hat||^2 + sum_l ( ||sg[r_l] - e_{c_l}||^2 + beta ||r_l - sg[e_{c_l}]||^2 )
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from modules.kmeans import kmeans
+from modules.quantize import Quantize
+from ops import residual_quantize
+
+
+def mlp(dims: Sequence[int]) -> nn.Sequential:
+    """Linear layers with ReLU between them, none after the last."""
+    layers: list[nn.Module] = []
+    for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
+        layers.append(nn.Linear(d_in, d_out))
+        if i < len(dims) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class RqVaeOutput(NamedTuple):
+    loss: Tensor  # scalar: reconstruction + quantisation
+    reconstruction_loss: Tensor  # scalar
+    quantization_loss: Tensor  # scalar: sum over levels of codebook + beta * commitment
+    ids: Tensor  # [B, L] int64, the semantic ID
+    residuals: Tensor  # [B, L, D] detached input of each level (for dead-code restarts)
+    reconstruction: Tensor  # [B, input_dim]
+
+
+class RqVae(nn.Module):
+    def __init__(
+        self,
+        input_dim: int,
+        hidden_dims: Sequence[int] = (512, 256, 128),
+        latent_dim: int = 32,
+        codebook_size: int = 256,
+        n_layers: int = 3,
+        commitment_weight: float = 0.25,
+        forward_mode: str = "ste",
+        sim_vq: bool = False,
+        normalize_codes: bool = False,
+    ) -> None:
+        super().__init__()
+        self.input_dim, self.latent_dim = input_dim, latent_dim
+        self.codebook_size, self.n_layers = codebook_size, n_layers
+        self.commitment_weight = commitment_weight  # beta, TIGER uses 0.25
+        # input -> 512 -> 256 -> 128 -> 32 with ReLU (TIGER Sec. 4.1), decoder mirrored.
+        self.encoder = mlp([input_dim, *hidden_dims, latent_dim])
+        self.decoder = mlp([latent_dim, *reversed(hidden_dims), input_dim])
+        self.levels = nn.ModuleList(
+            Quantize(latent_dim, codebook_size, forward_mode, sim_vq, normalize_codes) for _ in range(n_layers)
+        )
+        # Saved with the weights so a resumed run does not re-initialise its codebooks.
+        self.register_buffer("codebooks_initialized", torch.tensor(False))
+
+    @torch.no_grad()
+    def init_codebooks(self, x: Tensor, kmeans_iters: int = 20) -> None:
+        """k-means on the residuals of a batch, level by level (TIGER Sec. 3.1)."""
+        residual = self.encoder(x)  # [B, D]
+        for quantize in self.levels:
+            centroids = kmeans(residual, self.codebook_size, max_iters=kmeans_iters)  # [K, D]
+            quantize.set_codes(torch.arange(self.codebook_size, device=x.device), centroids)
+            residual = residual - _nearest(quantize, residual)
+        self.codebooks_initialized.fill_(True)
+
+    def quantize(self, z: Tensor, temperature: float = 1.0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """z [B, D] -> (z_q [B, D] decoder input, ids [B, L], residuals [B, L, D], quantisation loss)."""
+        if all(q.is_plain for q in self.levels):
+            # Plain STE everywhere: one fused call over all levels, same numbers as the loop below.
+            codebooks = torch.stack([q.codebook for q in self.levels])  # [L, K, D]
+            ids, codes = residual_quantize(z, codebooks)  # [B, L], [B, L, D]
+            codes = codes.to(z.dtype)
+            # r_l = z - sum_{j<l} sg[e_j]: the residual keeps its gradient to the encoder.
+            previous = torch.cumsum(codes.detach(), dim=1) - codes.detach()
+            residuals = rearrange(z, "b d -> b 1 d") - previous  # [B, L, D]
+            out = residuals + (codes - residuals).detach()  # straight-through per level
+            codebook_loss = (residuals.detach() - codes).pow(2).sum(-1).mean(0)  # [L]
+            commitment_loss = (residuals - codes.detach()).pow(2).sum(-1).mean(0)  # [L]
+            loss = (codebook_loss + self.commitment_weight * commitment_loss).sum()
+            return out.sum(1), ids, residuals.detach(), loss
+
+        residual, z_q, loss = z, torch.zeros_like(z), z.new_zeros(())
+        ids, residuals = [], []
+        for quantize in self.levels:
+            q = quantize(residual, temperature)
+            residuals.append(residual.detach())
+            ids.append(q.ids)
+            z_q = z_q + q.out
+            loss = loss + q.codebook_loss + self.commitment_weight * q.commitment_loss
+            residual = residual - q.codes.detach()
+        return z_q, torch.stack(ids, 1), torch.stack(residuals, 1), loss
+
+    def forward(self, x: Tensor, temperature: float = 1.0) -> RqVaeOutput:
+        """x [B, input_dim] -> RqVaeOutput."""
+        z = self.encoder(x)  # [B, D]
+        z_q, ids, residuals, quantization_loss = self.quantize(z, temperature)
+        reconstruction = self.decoder(z_q)  # [B, input_dim]
+        reconstruction_loss = (reconstruction - x).pow(2).sum(-1).mean()
+        return RqVaeOutput(
+            reconstruction_loss + quantization_loss, reconstruction_loss, quantization_loss, ids, residuals, reconstruction
+        )
+
+    @torch.no_grad()
+    def semantic_ids(self, x: Tensor) -> Tensor:
+        """x [B, input_dim] -> nearest-code IDs [B, L] (no sampling, whatever the forward mode)."""
+        codebooks = torch.stack([q.effective_codebook() for q in self.levels])  # [L, K, D]
+        ids, _ = residual_quantize(self.encoder(x), codebooks)
+        return ids
+
+
+def _nearest(quantize: Quantize, residual: Tensor) -> Tensor:
+    """The nearest effective code of one level for each row of residual [B, D]."""
+    _, codes = residual_quantize(residual, rearrange(quantize.effective_codebook(), "k d -> 1 k d"))
+    return codes[:, 0].to(residual.dtype)

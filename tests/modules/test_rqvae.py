@@ -1,0 +1,131 @@
+import pytest
+import torch
+
+from modules.quantize import FORWARD_MODES, Quantize
+from modules.rqvae import RqVae
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    # Tiny tensors: a second thread on a shared 2-core machine only adds contention.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+VARIANTS = [dict(forward_mode=m) for m in FORWARD_MODES] + [
+    dict(forward_mode="ste", sim_vq=True),
+    dict(forward_mode="rotation", normalize_codes=True),
+]
+
+
+def _model(**kwargs):
+    torch.manual_seed(0)
+    return RqVae(input_dim=24, hidden_dims=(16, 12), latent_dim=6, codebook_size=8, n_layers=3, **kwargs)
+
+
+def test_encoder_decoder_follow_the_paper_layout():
+    model = RqVae(input_dim=768)
+    widths = [m.out_features for m in model.encoder if isinstance(m, torch.nn.Linear)]
+    assert widths == [512, 256, 128, 32]
+    assert [m.out_features for m in model.decoder if isinstance(m, torch.nn.Linear)] == [128, 256, 512, 768]
+    assert sum(isinstance(m, torch.nn.ReLU) for m in model.encoder) == 3
+    assert len(model.levels) == 3 and all(q.codebook.shape == (256, 32) for q in model.levels)
+
+
+@pytest.mark.parametrize("kwargs", VARIANTS, ids=lambda k: "-".join(f"{v}" for v in k.values()))
+def test_shapes_and_gradients_reach_encoder_and_every_codebook(kwargs):
+    model = _model(**kwargs).train()
+    x = torch.randn(40, 24)
+    model.init_codebooks(x)
+    out = model(x, temperature=0.7)
+    assert out.ids.shape == (40, 3) and out.residuals.shape == (40, 3, 6) and out.reconstruction.shape == (40, 24)
+    assert int(out.ids.max()) < 8
+    out.loss.backward()
+    for p in model.encoder.parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0
+    for level in model.levels:
+        learnt = level.projection.weight if level.sim_vq else level.codebook
+        assert learnt.grad is not None and learnt.grad.abs().sum() > 0
+
+
+def test_loss_is_reconstruction_plus_codebook_plus_beta_commitment():
+    model = _model(commitment_weight=0.25).eval()
+    x = torch.randn(30, 24)
+    out = model(x)
+    z = model.encoder(x)
+    residual, z_q, quant = z, torch.zeros_like(z), 0.0
+    for level in model.levels:
+        code = level.codebook[torch.cdist(residual, level.codebook).argmin(-1)]
+        err = (residual - code).pow(2).sum(-1).mean()
+        quant = quant + err + 0.25 * err
+        z_q, residual = z_q + code, residual - code
+    recon = (model.decoder(z_q) - x).pow(2).sum(-1).mean()
+    assert torch.allclose(out.quantization_loss, quant, rtol=1e-5)
+    assert torch.allclose(out.reconstruction_loss, recon, rtol=1e-5)
+    assert torch.allclose(out.loss, recon + quant, rtol=1e-5)
+
+
+def test_fused_ste_path_matches_per_level_loop(monkeypatch):
+    x = torch.randn(50, 24)
+    results = []
+    for force_loop in (False, True):
+        model = _model().train()
+        model.init_codebooks(x)
+        if force_loop:
+            monkeypatch.setattr(Quantize, "is_plain", property(lambda self: False))
+        out = model(x)
+        out.loss.backward()
+        grads = [p.grad.clone() for p in model.parameters()]
+        results.append((out, grads))
+    (a, grads_a), (b, grads_b) = results
+    assert torch.equal(a.ids, b.ids)
+    for name in ("loss", "reconstruction_loss", "quantization_loss", "residuals", "reconstruction"):
+        assert torch.allclose(getattr(a, name), getattr(b, name), atol=1e-6), name
+    for ga, gb in zip(grads_a, grads_b):
+        assert torch.allclose(ga, gb, atol=1e-5)
+
+
+def test_kmeans_init_uses_every_code_and_beats_random_codebooks():
+    model = _model()
+    x = torch.randn(200, 24)
+    before = model.eval()(x).quantization_loss
+    assert not bool(model.codebooks_initialized)
+    model.init_codebooks(x)
+    after = model(x)
+    assert bool(model.codebooks_initialized)
+    assert after.quantization_loss < 0.5 * before
+    # Each level's codes are k-means centroids of that level's residuals: all of them are picked.
+    for level in range(3):
+        assert len(torch.unique(after.ids[:, level])) == 8
+    # The flag travels with the weights, so a resumed run does not re-initialise.
+    fresh = _model()
+    fresh.load_state_dict(model.state_dict())
+    assert bool(fresh.codebooks_initialized)
+
+
+def test_semantic_ids_are_nearest_codes_in_every_mode():
+    x = torch.randn(30, 24)
+    for kwargs in VARIANTS:
+        model = _model(**kwargs).train()
+        model.init_codebooks(x)
+        ids = model.semantic_ids(x)
+        assert torch.equal(ids, model.eval()(x).ids)
+        model.train()  # no Gumbel sampling or other training-mode behaviour in semantic_ids
+        assert torch.equal(model.semantic_ids(x), ids)
+
+
+def test_tiny_model_overfits_a_small_batch():
+    torch.manual_seed(0)
+    model = _model()
+    x = torch.randn(32, 4) @ torch.randn(4, 24)  # rank 4: fits through the 6-d latent
+    model.init_codebooks(x)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(300):
+        out = model(x)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        first = first if first is not None else out.reconstruction_loss.item()
+    assert out.reconstruction_loss.item() < 0.3 * first
