@@ -20,11 +20,18 @@ import torch
 from torch import Tensor
 
 FORCE_REFERENCE_ENV = "TIGER_FORCE_REFERENCE"
+# The kernel keeps a latent row in registers; wider latents go to the reference.
+KERNEL_MAX_DIM = 128
+KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def check_shapes(z: Tensor, codebooks: Tensor) -> None:
+    if z.dim() != 2 or codebooks.dim() != 3 or z.shape[1] != codebooks.shape[2]:
+        raise ValueError(f"expected z [B, D] and codebooks [L, K, D], got {tuple(z.shape)} and {tuple(codebooks.shape)}")
 
 
 def residual_quantize_reference(z: Tensor, codebooks: Tensor) -> tuple[Tensor, Tensor]:
-    if z.dim() != 2 or codebooks.dim() != 3 or z.shape[1] != codebooks.shape[2]:
-        raise ValueError(f"expected z [B, D] and codebooks [L, K, D], got {tuple(z.shape)} and {tuple(codebooks.shape)}")
+    check_shapes(z, codebooks)
     residual = z.detach().float()
     ids, codes = [], []
     for codebook in codebooks.unbind(0):
@@ -47,17 +54,33 @@ def _kernel_available() -> bool:
     return True
 
 
+def reference_forced(force_reference: bool = False) -> bool:
+    """The caller's switch (bound from gin by the entry points) or TIGER_FORCE_REFERENCE=1."""
+    return force_reference or os.environ.get(FORCE_REFERENCE_ENV, "0") == "1"
+
+
+def uses_kernel(z: Tensor, codebooks: Tensor, force_reference: bool = False) -> bool:
+    """Whether `residual_quantize` takes the fused Triton kernel for these inputs."""
+    return (
+        z.is_cuda
+        and codebooks.is_cuda
+        and not reference_forced(force_reference)
+        and z.shape[-1] <= KERNEL_MAX_DIM
+        and z.dtype in KERNEL_DTYPES
+        and codebooks.dtype in KERNEL_DTYPES
+        and _kernel_available()
+    )
+
+
 def residual_quantize(z: Tensor, codebooks: Tensor, force_reference: bool = False) -> tuple[Tensor, Tensor]:
     """CUDA tensors go to the fused Triton kernel, everything else to the reference.
 
-    `force_reference=True` or the environment variable TIGER_FORCE_REFERENCE=1 forces the reference.
+    `force_reference=True` (callers bind it from gin) or the environment variable
+    TIGER_FORCE_REFERENCE=1 forces the reference. With L = 1 this is a nearest-code
+    search (k-means assignment, the Gumbel and rotation-trick modes' argmin).
     """
-    use_kernel = (
-        z.is_cuda
-        and not force_reference
-        and os.environ.get(FORCE_REFERENCE_ENV, "0") != "1"
-        and _kernel_available()
-    )
+    check_shapes(z, codebooks)
+    use_kernel = uses_kernel(z, codebooks, force_reference)
     if use_kernel:
         from ops.triton.residual_quantization import triton_residual_quantize
 
