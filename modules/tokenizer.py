@@ -1,0 +1,116 @@
+"""SemanticIdTokenizer: the item -> semantic ID table that the retrieval model reads and writes.
+
+Each item gets the RQ-VAE's n_codebooks codes plus one collision token: items
+that share all n_codebooks codes are numbered 0, 1, 2, ... in item-id order, so
+every item ends with a unique ID (TIGER, Rajput et al. 2023, Sec. 3.1).
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from modules.atomic_io import atomic_torch_save
+
+if TYPE_CHECKING:
+    from modules.rqvae import RqVae
+    from modules.semantic_id_trie import SemanticIdTrie
+
+
+def prefix_groups(codes: Tensor) -> tuple[Tensor, Tensor]:
+    """codes [N, L] -> (group [N] index of each row's distinct code tuple, group_sizes [G])."""
+    _, group, group_sizes = torch.unique(codes, dim=0, return_inverse=True, return_counts=True)
+    return group, group_sizes
+
+
+def collision_tokens(codes: Tensor) -> Tensor:
+    """codes [N, L] -> [N] rank of each row among the rows with the same codes, in row order."""
+    group, group_sizes = prefix_groups(codes)
+    order = torch.sort(group, stable=True).indices  # rows grouped, item-id order inside a group
+    group_start = torch.cumsum(group_sizes, 0) - group_sizes  # [G] first position of each group
+    rank_in_sorted = torch.arange(len(order), device=codes.device) - group_start[group[order]]
+    tokens = torch.empty_like(group)
+    tokens[order] = rank_in_sorted
+    return tokens
+
+
+def collision_stats(codes: Tensor) -> dict[str, float]:
+    """How unique the RQ-VAE codes alone are, over codes [N, L].
+
+    collision_share: share of items whose code tuple is shared with another item;
+    largest_collision_group: most items on one tuple;
+    id_entropy_bits: entropy of the tuple distribution (log2 N when all are unique).
+    """
+    group, group_sizes = prefix_groups(codes)
+    p = group_sizes.double() / len(group)
+    return {
+        "collision_share": float((group_sizes[group] > 1).double().mean()),
+        "largest_collision_group": int(group_sizes.max()),
+        "id_entropy_bits": float(-(p * p.log2()).sum()),
+        "id_entropy_max_bits": math.log2(len(group)),
+    }
+
+
+class SemanticIdTokenizer:
+    def __init__(self, sem_ids: Tensor, codebook_size: int) -> None:
+        """sem_ids [n_items, n_codebooks + 1], row = item id, last column = collision token."""
+        if sem_ids.dim() != 2 or sem_ids.shape[1] < 2:
+            raise ValueError(f"sem_ids must be [n_items, n_codebooks + 1], got {tuple(sem_ids.shape)}")
+        if int(sem_ids.max()) >= codebook_size or int(sem_ids.min()) < 0:
+            raise ValueError(
+                f"semantic ID tokens must lie in [0, {codebook_size}); found {int(sem_ids.min())}..{int(sem_ids.max())}"
+                " (a collision group larger than codebook_size cannot be made unique with one extra token)"
+            )
+        self.sem_ids = sem_ids.long().cpu()
+        self.codebook_size = codebook_size
+        self.n_codebooks = sem_ids.shape[1] - 1
+
+    @classmethod
+    def from_codes(cls, codes: Tensor, codebook_size: int) -> "SemanticIdTokenizer":
+        """codes [n_items, n_codebooks] from the RQ-VAE -> tokenizer with the collision token appended."""
+        codes = codes.long().cpu()
+        tokens = collision_tokens(codes)
+        if int(tokens.max()) >= codebook_size:
+            _, sizes = prefix_groups(codes)
+            raise ValueError(
+                f"{int(sizes.max())} items share one {codes.shape[1]}-code prefix, more than codebook_size="
+                f"{codebook_size} collision tokens can tell apart; train the RQ-VAE longer or enlarge the codebooks"
+            )
+        return cls(torch.cat([codes, tokens.unsqueeze(-1)], dim=1), codebook_size)
+
+    @classmethod
+    @torch.no_grad()
+    def from_rqvae(cls, model: "RqVae", features: Tensor, batch_size: int = 4096) -> "SemanticIdTokenizer":
+        """Run the trained RQ-VAE over the whole catalogue, features [n_items, input_dim] in item-id order."""
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        codes = torch.cat([model.semantic_ids(batch.to(device)).cpu() for batch in features.split(batch_size)])
+        model.train(was_training)
+        return cls.from_codes(codes, model.codebook_size)
+
+    @property
+    def n_items(self) -> int:
+        return self.sem_ids.shape[0]
+
+    def collision_stats(self) -> dict[str, float]:
+        return collision_stats(self.sem_ids[:, : self.n_codebooks])
+
+    def save(self, path: str | os.PathLike) -> None:
+        atomic_torch_save({"sem_ids": self.sem_ids, "codebook_size": self.codebook_size}, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "SemanticIdTokenizer":
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or "sem_ids" not in state or "codebook_size" not in state:
+            raise ValueError(f"{path} is not a saved SemanticIdTokenizer (expected keys sem_ids, codebook_size)")
+        return cls(state["sem_ids"], int(state["codebook_size"]))
+
+    def trie(self) -> "SemanticIdTrie":
+        """The valid IDs as a prefix structure, for constrained decoding."""
+        from modules.semantic_id_trie import SemanticIdTrie
+
+        return SemanticIdTrie(self.sem_ids)
