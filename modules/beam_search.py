@@ -33,6 +33,9 @@ def constrained_beam_search(model, batch: dict[str, Tensor], trie: SemanticIdTri
     sem_ids [B, top_k, T] and scores [B, top_k] (log-probabilities, descending)."""
     if top_k > beam_width:
         raise ValueError(f"top_k={top_k} needs beam_width >= top_k, got beam_width={beam_width}")
+    if trie.codebook_size != model.codebook_size or trie.depth != model.n_levels:
+        raise ValueError(f"trie of {trie.depth} levels x {trie.codebook_size} codes does not fit a model of "
+                         f"{model.n_levels} levels x {model.codebook_size} codes")
     was_training = model.training
     model.eval()
     try:

@@ -16,6 +16,7 @@ class RandomLogitsModel(nn.Module):
     def __init__(self, n_users, T, K, scale, seed):
         super().__init__()
         g = torch.Generator().manual_seed(seed)
+        self.n_levels, self.codebook_size = T, K
         self.table = scale * torch.randn(n_users, T, T * K + 2, K, generator=g)
         self.sem_id_emb = type("E", (), {"bos_token": T * K + 1, "tokens": staticmethod(lambda c, l: l * K + c)})
 

@@ -1,0 +1,87 @@
+import json
+
+import pytest
+import torch
+
+import data.processed
+import train_decoder
+from modules.checkpointing import CheckpointError
+from modules.tokenizer import SemanticIdTokenizer
+from tests.fixtures import write_amazon_raw
+
+N_ITEMS = 40
+
+
+def tiny_run_args(tmp_path, iterations, extra=()):
+    """A tiny stage-2 run on the fixture data set; every path under tmp_path."""
+    return ["configs/decoder_amazon.gin",
+            "--gin", f'train.dataset_folder="{tmp_path / "amazon"}"',
+            "--gin", f'train.cache_dir="{tmp_path / "cache"}"',
+            "--gin", f'train.tokenizer_dir="{tmp_path / "rqvae"}"',
+            "--gin", f'train.save_dir="{tmp_path / "decoder"}"',
+            "--gin", f"train.iterations={iterations}", "--gin", "train.eval_batch_size=8",
+            "--gin", "train.batch_size=16", "--gin", "train.eval_every=10", "--gin", "train.warmup_steps=5",
+            "--gin", "train.lr=0.003", "--gin", "train.d_model=32", "--gin", "train.n_heads=2",
+            "--gin", "train.d_head=16", "--gin", "train.ff_dim=64", "--gin", "train.n_encoder_layers=1",
+            "--gin", "train.n_decoder_layers=1", "--gin", "train.device=\"cpu\"",
+            "--gin", "train.num_threads=1", *extra]
+
+
+@pytest.fixture
+def stage1(tmp_path):
+    """Fixture raw data plus a stage-1 tokenizer file, as train_rqvae.py would leave them."""
+    write_amazon_raw(tmp_path / "amazon", n_users=30, n_items=N_ITEMS)
+    codes = torch.randint(0, 4, (N_ITEMS, 3), generator=torch.Generator().manual_seed(0))
+    SemanticIdTokenizer.from_codes(codes, codebook_size=8).save(tmp_path / "rqvae" / "amazon-beauty" / "semantic_ids.pt")
+    return tmp_path
+
+
+def run(args, capsys):
+    result = train_decoder.main(args)
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert json.loads(last) == json.loads(json.dumps(result))  # the last stdout line is the JSON result
+    return result
+
+
+def test_trains_selects_on_validation_only_and_never_reads_test(stage1, capsys, monkeypatch):
+    subsets = []
+    real = data.processed.SeqData.__init__
+
+    def spy(self, *args, **kwargs):
+        subsets.append(kwargs.get("subset", args[3] if len(args) > 3 else "train"))
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(data.processed.SeqData, "__init__", spy)
+    result = run(tiny_run_args(stage1, 30), capsys)
+    assert "test" not in subsets and "valid" in subsets
+    steps = [h["step"] for h in result["valid_history"]]
+    assert steps == [10, 20, 30]
+    best = max(result["valid_history"], key=lambda h: h["ndcg@10"])  # first maximum wins ties
+    assert result["best_step"] == best["step"]
+    saved = torch.load(result["best_checkpoint"], weights_only=True)
+    assert saved["manifest"]["step"] == best["step"]
+    assert (stage1 / "decoder" / "amazon-beauty" / "config.gin").read_text().count("train.") > 10
+
+
+def test_resume_continues_exactly(stage1, capsys):
+    # 20 steps, then 10 more from the checkpoint == 30 steps in one go.
+    run(tiny_run_args(stage1, 20), capsys)
+    resumed = run(tiny_run_args(stage1, 30), capsys)
+    straight = run(tiny_run_args(stage1, 30, ["--gin", f'train.save_dir="{stage1 / "straight"}"']), capsys)
+    assert resumed["steps"] == straight["steps"] == 30
+    a = torch.load(stage1 / "decoder" / "amazon-beauty" / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(stage1 / "straight" / "amazon-beauty" / "checkpoint.pt", weights_only=True)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def test_resume_with_another_model_is_refused(stage1, capsys):
+    run(tiny_run_args(stage1, 10), capsys)
+    with pytest.raises(CheckpointError, match="d_model"):
+        train_decoder.main(tiny_run_args(stage1, 20, ["--gin", "train.d_model=48"]))
+
+
+def test_missing_tokenizer_names_the_path(tmp_path):
+    write_amazon_raw(tmp_path / "amazon", n_users=30, n_items=N_ITEMS)
+    with pytest.raises(FileNotFoundError, match="semantic_ids.pt"):
+        train_decoder.main(tiny_run_args(tmp_path, 10))

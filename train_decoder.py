@@ -1,0 +1,230 @@
+"""Stage 2 of TIGER: train the encoder-decoder that generates the next item's semantic ID.
+
+    python train_decoder.py configs/decoder_amazon.gin [--gin 'train.iterations=1000' ...]
+
+Reads the tokenizer of stage 1 (<tokenizer_dir>/<dataset>-<split>/semantic_ids.pt), trains on
+the leave-one-out train split, and every `eval_every` steps runs trie-constrained beam search
+on the VALIDATION split; best.pt is the best step by validation `select_metric`. The test
+split is never loaded here (evaluate.py does that). Writes <save_dir>/<dataset>-<split>/:
+checkpoint.pt (last, for resuming), best.pt, config.gin. Last stdout line: one JSON object.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import gin
+import torch
+from tqdm import tqdm
+
+from data.processed import SeqData
+from modules.atomic_io import atomic_write_text
+from modules.beam_search import constrained_beam_search
+from modules.checkpointing import (check_resume_config, gin_bindings, load_checkpoint, rng_state,
+                                   save_checkpoint, set_rng_state)
+from modules.gin_cli import parse_gin_args
+from modules.lr_schedule import inverse_sqrt_schedule
+from modules.metrics import TopKMetrics
+from modules.model import EncoderDecoderRetrievalModel, sem_id_batch
+from modules.semantic_id_trie import SemanticIdTrie
+from modules.tokenizer import SemanticIdTokenizer
+
+METRIC_KS = (1, 5, 10)
+
+
+def run_dir(save_dir: str, dataset: str, split: str) -> Path:
+    return Path(save_dir) / f"{dataset}-{split}"
+
+
+def load_tokenizer(tokenizer_dir: str, dataset: str, split: str) -> SemanticIdTokenizer:
+    path = run_dir(tokenizer_dir, dataset, split) / "semantic_ids.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"no tokenizer at {path} (train.tokenizer_dir={tokenizer_dir!r}): "
+                                "run train_rqvae.py first, or point train.tokenizer_dir at its save_dir")
+    return SemanticIdTokenizer.load(path)
+
+
+def data_batch(data: SeqData, index: torch.Tensor, sem_ids: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+    """Examples `index` of a split as semantic IDs, on `device`."""
+    raw = {"user_id": data.user_ids[index], "history": data.history_batch(index), "target": data.targets[index]}
+    return {k: v.to(device) for k, v in sem_id_batch(raw, sem_ids).items()}
+
+
+@torch.no_grad()
+def recommend(model: EncoderDecoderRetrievalModel, data: SeqData, sem_ids: torch.Tensor, trie: SemanticIdTrie,
+              beam_width: int, top_k: int, batch_size: int, device: torch.device,
+              index: torch.Tensor | None = None, progress: bool = False) -> dict[str, torch.Tensor]:
+    """Top-k for examples `index` (default: all) of a split: item_ids [M, top_k], sem_ids [M, top_k, T], scores [M, top_k]."""
+    index = torch.arange(len(data)) if index is None else index
+    out = {"item_ids": [], "sem_ids": [], "scores": []}
+    for chunk in tqdm(index.split(batch_size), desc="beam search", disable=not progress, file=sys.stderr, leave=False):
+        found = constrained_beam_search(model, data_batch(data, chunk, sem_ids, device), trie, beam_width, top_k)
+        for k in out:
+            out[k].append(found[k].cpu())
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def retrieval_metrics(ranked_items: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    metrics = TopKMetrics(METRIC_KS)
+    metrics.update(ranked_items, targets)
+    return metrics.compute()
+
+
+@gin.configurable
+def train(
+    dataset_folder: str = "raw_data/amazon",
+    dataset: str = "amazon",
+    split: str = "beauty",
+    cache_dir: str = "cache",
+    tokenizer_dir: str = "out/rqvae",
+    save_dir: str = "out/decoder",
+    max_seq_len: int | None = None,       # None: 20 for Amazon, 200 for MovieLens (data/processed.py)
+    iterations: int = 200_000,
+    batch_size: int = 256,
+    lr: float = 0.01,
+    weight_decay: float = 0.01,
+    warmup_steps: int = 10_000,
+    grad_clip: float = 1.0,
+    n_user_buckets: int = 2000,
+    d_model: int = 128,
+    n_heads: int = 6,
+    d_head: int = 64,
+    ff_dim: int = 1024,
+    n_encoder_layers: int = 4,
+    n_decoder_layers: int = 4,
+    dropout: float = 0.1,
+    eval_every: int = 10_000,
+    eval_beam_width: int = 10,
+    eval_batch_size: int = 512,
+    valid_max_users: int | None = None,   # None: the whole validation split
+    select_metric: str = "ndcg@10",
+    seed: int = 42,
+    device: str = "auto",
+    num_threads: int | None = None,
+    wandb_project: str | None = None,
+    force_resume: bool = False,
+) -> dict:
+    if select_metric not in {f"{m}@{k}" for m in ("recall", "ndcg") for k in METRIC_KS}:
+        raise ValueError(f"train.select_metric={select_metric!r}: expected recall@K or ndcg@K with K in {METRIC_KS}")
+    if eval_beam_width < max(METRIC_KS):
+        raise ValueError(f"train.eval_beam_width={eval_beam_width}: must be >= {max(METRIC_KS)} for Recall@{max(METRIC_KS)}")
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    torch.manual_seed(seed)
+    out_dir = run_dir(save_dir, dataset, split)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(gin.operative_config_str(), out_dir / "config.gin")
+
+    tokenizer = load_tokenizer(tokenizer_dir, dataset, split)
+    train_data = SeqData(dataset_folder, dataset, split, "train", max_seq_len, cache_dir)
+    valid_data = SeqData(dataset_folder, dataset, split, "valid", max_seq_len, cache_dir)
+    if tokenizer.n_items != train_data.n_items:
+        raise ValueError(f"the tokenizer has {tokenizer.n_items} items but {dataset}/{split} has {train_data.n_items}: "
+                         "was it trained on another data set?")
+    sem_ids = tokenizer.sem_ids  # [n_items, T] stays on the CPU: batches are gathered there
+    trie = SemanticIdTrie(tokenizer.sem_ids, tokenizer.codebook_size).to(dev)  # K explicit: the model's head size
+    valid_index = (torch.arange(len(valid_data)) if valid_max_users is None or valid_max_users >= len(valid_data)
+                   else torch.linspace(0, len(valid_data) - 1, valid_max_users).long())  # fixed, spread out
+
+    model = EncoderDecoderRetrievalModel(
+        n_levels=sem_ids.shape[1], codebook_size=tokenizer.codebook_size, max_history=train_data.max_seq_len,
+        n_user_buckets=n_user_buckets, d_model=d_model, n_heads=n_heads, d_head=d_head, ff_dim=ff_dim,
+        n_encoder_layers=n_encoder_layers, n_decoder_layers=n_decoder_layers, dropout=dropout).to(dev)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    scheduler = inverse_sqrt_schedule(optimizer, warmup_steps)
+    print(f"{sum(p.numel() for p in model.parameters()):,} parameters; {len(train_data):,} train examples, "
+          f"{len(valid_index):,} validation users; device {dev}", file=sys.stderr)
+
+    bindings = gin_bindings(train)
+    step, best, history = 0, {"step": None, "metrics": None}, []
+    last_path, best_path = out_dir / "checkpoint.pt", out_dir / "best.pt"
+    if last_path.exists():
+        state = load_checkpoint(last_path, map_location=dev)
+        # Longer training and evaluation settings may change; anything that shapes the run may not.
+        check_resume_config(state["manifest"], bindings, path=last_path, force=force_resume,
+                            ignore=("iterations", "force_resume", "eval_batch_size", "num_threads", "wandb_project"))
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, best = state["step"], json.loads(state["best"])
+        set_rng_state(state["rng"])
+        print(f"resumed from {last_path} at step {step}", file=sys.stderr)
+
+    wandb_run = None
+    if wandb_project:
+        import wandb
+        wandb_run = wandb.init(project=wandb_project, config=bindings, name=f"decoder-{dataset}-{split}", resume="allow")
+
+    # Batches without replacement: epoch e visits randperm(seed + e); a step's batch depends on
+    # the step only, so a resumed run sees exactly the batches an uninterrupted one would.
+    steps_per_epoch = len(train_data) // batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"train.batch_size={batch_size} exceeds the {len(train_data)} training examples")
+    perm_epoch, perm = -1, None
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")  # bf16 on GPUs only
+    start_time = time.time()
+    bar = tqdm(total=iterations, initial=step, desc="train", file=sys.stderr, dynamic_ncols=True)
+    while step < iterations:
+        epoch, offset = divmod(step, steps_per_epoch)
+        if epoch != perm_epoch:
+            perm_epoch, perm = epoch, torch.randperm(len(train_data), generator=torch.Generator().manual_seed(seed + epoch))
+        batch = data_batch(train_data, perm[offset * batch_size:(offset + 1) * batch_size], sem_ids, dev)
+        model.train()
+        with autocast:
+            logits = model(batch["user_ids"], batch["history"], batch["target"])
+        loss = model.loss(logits, batch["target"])
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at step {step}: lower train.lr or check the data")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+        if wandb_run is not None:
+            wandb_run.log({"train/loss": loss.item(), "train/grad_norm": grad_norm.item(),
+                           "train/lr": scheduler.get_last_lr()[0]}, step=step)
+
+        if step % eval_every == 0 or step == iterations:
+            with autocast:
+                found = recommend(model, valid_data, sem_ids, trie, eval_beam_width, max(METRIC_KS),
+                                  eval_batch_size, dev, valid_index)
+            metrics = retrieval_metrics(found["item_ids"], valid_data.targets[valid_index])
+            history.append({"step": step, **metrics})
+            tqdm.write(f"step {step}: loss {loss.item():.4f} valid " +
+                       " ".join(f"{k} {v:.4f}" for k, v in metrics.items()), file=sys.stderr)
+            if wandb_run is not None:
+                wandb_run.log({f"valid/{k}": v for k, v in metrics.items()}, step=step)
+            if best["metrics"] is None or metrics[select_metric] > best["metrics"][select_metric]:
+                best = {"step": step, "metrics": metrics}
+                save_checkpoint(best_path, {"model": model.state_dict(), "model_kwargs": model.kwargs},
+                                step=step, bindings=bindings, metrics=metrics)
+            save_checkpoint(last_path, {
+                "model": model.state_dict(), "model_kwargs": model.kwargs, "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "step": step, "rng": rng_state(), "best": json.dumps(best),
+            }, step=step, bindings=bindings, metrics=metrics)
+    bar.close()
+    if wandb_run is not None:
+        wandb_run.finish()
+    result = {"best_step": best["step"], "best_valid": best["metrics"], "best_checkpoint": str(best_path),
+              "last_checkpoint": str(last_path), "steps": step, "train_seconds": round(time.time() - start_time, 1),
+              "valid_history": history}
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    gin.clear_config()  # a fresh config per call (tests and notebooks call main() repeatedly)
+    parse_gin_args(train, argv, description=__doc__)
+    result = train()
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
