@@ -1,0 +1,79 @@
+"""What MovieLens 1M and 32M share: download, the 5-rating filter, id maps, genres.
+
+The format readers (`ml1m.py`, `ml32m.py`) hand over two tables:
+  ratings: user, movie, timestamp (GroupLens ids), in file order
+  movies:  movie, title, genres (list of str)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import torch
+
+from data.download import download_and_extract
+from data.raw_data import RawData
+
+GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens/{name}.zip"
+MIN_RATINGS = 5
+NO_GENRE = "(no genres listed)"  # ML-32M's marker for an empty genre list
+
+
+def ensure_raw(root: str | Path, name: str, files: tuple[str, ...]) -> Path:
+    """Return `<root>/raw/<name>` (`name` = 'ml-1m' or 'ml-32m'), downloading the
+    GroupLens zip only if a file is missing."""
+    folder = Path(root) / "raw" / name
+    if all((folder / f).is_file() for f in files):
+        return folder
+    download_and_extract(GROUPLENS_URL.format(name=name), f"{name}.zip", folder.parent)
+    missing = [f for f in files if not (folder / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder}: {missing} still missing after downloading {GROUPLENS_URL.format(name=name)}")
+    return folder
+
+
+def filter_min_ratings(ratings: pl.DataFrame, min_count: int = MIN_RATINGS) -> pl.DataFrame:
+    """Keep users and movies with at least `min_count` ratings, iterated to a fixed
+    point (a k-core): dropping a movie can push a user below the threshold and back,
+    so one pass is not enough for "every kept user and movie has >= 5 ratings"."""
+    while True:
+        kept = ratings.filter(
+            (pl.len().over("user") >= min_count) & (pl.len().over("movie") >= min_count)
+        )
+        if len(kept) == len(ratings):
+            return kept
+        ratings = kept
+
+
+def movielens_raw_data(ratings: pl.DataFrame, movies: pl.DataFrame, source: Path) -> RawData:
+    ratings = filter_min_ratings(ratings)
+    if len(ratings) == 0:
+        raise ValueError(f"{source}: no user and movie has >= {MIN_RATINGS} ratings")
+    # Dense 0-based ids in ascending GroupLens id order.
+    users = ratings.select(pl.col("user").unique().sort()).with_row_index("user_id")
+    items = ratings.select(pl.col("movie").unique().sort()).with_row_index("item_id")
+    items = items.join(movies, on="movie", how="left", maintain_order="left")
+    if items["title"].null_count():
+        unknown = items.filter(pl.col("title").is_null())["movie"][0]
+        raise ValueError(f"{source}: movie {unknown} is rated but missing from the movies file")
+
+    # Each user's ratings oldest first; ties keep the file's order (stable sort).
+    interactions = (
+        ratings.with_row_index("row")
+        .join(users, on="user").join(items.select("movie", "item_id"), on="movie")
+        .sort(["user_id", "timestamp", "row"])
+        .select(pl.col("user_id").cast(pl.Int64).alias("user"), pl.col("item_id").cast(pl.Int64).alias("item"))
+    )
+
+    # Genre multi-hot, appended to the title embedding; vocabulary = genres of the
+    # kept movies, sorted, so the feature layout depends only on the data.
+    vocab = sorted(set(items["genres"].explode().drop_nulls().to_list()) - {NO_GENRE, ""})
+    genre_index = {g: i for i, g in enumerate(vocab)}
+    pairs = items.select("item_id", "genres").explode("genres").filter(pl.col("genres").is_in(vocab))
+    multi_hot = torch.zeros(len(items), len(vocab))
+    rows = torch.as_tensor(pairs["item_id"].to_numpy().astype("int64"))
+    cols = torch.as_tensor([genre_index[g] for g in pairs["genres"].to_list()], dtype=torch.long)
+    multi_hot[rows, cols] = 1.0
+
+    titles = items["title"].to_list()
+    return RawData(interactions, len(users), len(items), titles, list(titles), multi_hot)

@@ -1,0 +1,161 @@
+"""The data sets the training scripts read: item features and leave-one-out sequences.
+
+Raw files are read once per (dataset, split) and cached under
+`<cache_dir>/<dataset>/<split>/` (never under the read-only raw root):
+  interactions.parquet   user, item: every interaction, grouped by user, oldest first
+  items.pt               counts, titles, texts, extra (genre) features
+  item_embeddings_*.pt   sentence embeddings (see data/item_embeddings.py)
+Every file is written to a temporary name and renamed; `force_process` rebuilds.
+MovieLens has a single split: `split` is ignored there (its cache folder is named
+after the data set).
+"""
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+import polars as pl
+import torch
+from torch.utils.data import Dataset
+
+from data.amazon import load_amazon
+from data.item_embeddings import cached_item_embeddings
+from data.item_text import TEXT_TEMPLATE
+from data.ml1m import load_ml1m
+from data.ml32m import load_ml32m
+from data.raw_data import RawData
+from data.splits import gather_histories, leave_one_out
+from modules.atomic_io import atomic_torch_save, atomic_write
+
+CACHE_VERSION = 1
+RAW_LOADS = 0  # how many times raw files were parsed (tests assert on it)
+
+
+class RecDataset(str, enum.Enum):
+    AMAZON = "amazon"
+    ML_1M = "ml-1m"
+    ML_32M = "ml-32m"
+
+
+def default_max_seq_len(dataset: RecDataset) -> int:
+    return 20 if dataset == RecDataset.AMAZON else 200
+
+
+def as_dataset(dataset: RecDataset | str) -> RecDataset:
+    try:
+        return RecDataset(dataset)
+    except ValueError:
+        raise ValueError(f"dataset='{dataset}': expected one of {[d.value for d in RecDataset]}") from None
+
+
+def cache_folder(cache_dir: str | Path, dataset: RecDataset, split: str) -> Path:
+    return Path(cache_dir) / dataset.value / (split if dataset == RecDataset.AMAZON else dataset.value)
+
+
+def load_raw(root: str | Path, dataset: RecDataset, split: str) -> RawData:
+    global RAW_LOADS
+    RAW_LOADS += 1
+    if dataset == RecDataset.AMAZON:
+        return load_amazon(root, split)
+    return load_ml1m(root) if dataset == RecDataset.ML_1M else load_ml32m(root)
+
+
+def load_processed(root: str | Path, dataset: RecDataset, split: str, cache_dir: str | Path,
+                   force_process: bool = False) -> RawData:
+    """The parsed data set, from the cache when it is there, else from the raw files."""
+    folder = cache_folder(cache_dir, dataset, split)
+    table_path, items_path = folder / "interactions.parquet", folder / "items.pt"
+    if not force_process and table_path.is_file() and items_path.is_file():
+        items = torch.load(items_path, weights_only=True)
+        if items.get("version") == CACHE_VERSION:
+            return RawData(pl.read_parquet(table_path), items["n_users"], items["n_items"],
+                           items["titles"], items["texts"], items["extra_features"])
+    raw = load_raw(root, dataset, split)
+    atomic_write(table_path, lambda tmp: raw.interactions.write_parquet(tmp))
+    atomic_torch_save({"version": CACHE_VERSION, "n_users": raw.n_users, "n_items": raw.n_items,
+                       "titles": raw.titles, "texts": raw.texts, "extra_features": raw.extra_features}, items_path)
+    return raw
+
+
+class ItemData(Dataset):
+    """Item feature vectors: the sentence embedding of the item text, followed by
+    the extra features (MovieLens genres). `subset='eval'` is a fixed random
+    `held_out_fraction` of the catalogue (the tokenizer's own held-out
+    reconstruction loss), 'train' the rest, 'all' everything."""
+
+    def __init__(self, root: str, dataset: RecDataset | str = "amazon", split: str = "beauty",
+                 subset: str = "all", held_out_fraction: float = 0.05, seed: int = 42,
+                 cache_dir: str = "cache", encoder_model: str | None = None, force_process: bool = False):
+        if subset not in ("all", "train", "eval"):
+            raise ValueError(f"subset='{subset}': expected 'all', 'train' or 'eval'")
+        if not 0.0 <= held_out_fraction < 1.0:
+            raise ValueError(f"held_out_fraction={held_out_fraction}: must be in [0, 1)")
+        dataset = as_dataset(dataset)
+        raw = load_processed(root, dataset, split, cache_dir, force_process)
+        text_vectors = cached_item_embeddings(raw.texts, cache_folder(cache_dir, dataset, split),
+                                              encoder_model, TEXT_TEMPLATE, force=force_process)
+        features = torch.cat([text_vectors, raw.extra_features.to(text_vectors.dtype)], dim=1)  # [n_items, d]
+
+        n_held_out = round(held_out_fraction * raw.n_items)
+        order = torch.randperm(raw.n_items, generator=torch.Generator().manual_seed(seed))
+        held_out = torch.zeros(raw.n_items, dtype=torch.bool)
+        held_out[order[:n_held_out]] = True
+        keep = {"all": torch.ones_like(held_out), "train": ~held_out, "eval": held_out}[subset]
+
+        self.item_ids = torch.nonzero(keep).squeeze(1)  # [n_subset], ascending
+        self.features = features[self.item_ids].contiguous()  # [n_subset, feature_dim]
+        self.feature_dim = features.shape[1]
+        self.n_items = raw.n_items
+        self.titles = raw.titles
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.features[i]
+
+
+class SeqData(Dataset):
+    """Leave-one-out examples: (user, the user's history before the target, target).
+    `histories` is built on first access ([M, max_seq_len] int64); `__getitem__`
+    and `history_batch` gather rows without building the whole matrix, which
+    matters for MovieLens 32M."""
+
+    def __init__(self, root: str, dataset: RecDataset | str = "amazon", split: str = "beauty",
+                 subset: str = "train", max_seq_len: int | None = None, cache_dir: str = "cache",
+                 force_process: bool = False):
+        if subset not in ("train", "valid", "test"):
+            raise ValueError(f"subset='{subset}': expected 'train', 'valid' or 'test'")
+        dataset = as_dataset(dataset)
+        raw = load_processed(root, dataset, split, cache_dir, force_process)
+        self.max_seq_len = default_max_seq_len(dataset) if max_seq_len is None else max_seq_len
+        rows, lengths = leave_one_out(raw.interactions["user"].to_numpy(), self.max_seq_len)[subset]
+
+        self._items = torch.from_numpy(raw.interactions["item"].to_numpy().copy())  # [N]
+        self._target_rows = torch.from_numpy(rows)  # [M] row of each target in the interaction table
+        self.user_ids = torch.from_numpy(raw.interactions["user"].to_numpy()[rows].copy())  # [M]
+        self.targets = self._items[self._target_rows]  # [M]
+        self.history_lengths = torch.from_numpy(lengths)  # [M]
+        self.n_users, self.n_items = raw.n_users, raw.n_items
+        self._histories: torch.Tensor | None = None
+
+    def history_batch(self, index: torch.Tensor) -> torch.Tensor:
+        """index: [B] example indices -> [B, max_seq_len] histories, oldest first, -1 padded."""
+        return gather_histories(self._items, self._target_rows[index], self.history_lengths[index], self.max_seq_len)
+
+    @property
+    def histories(self) -> torch.Tensor:
+        if self._histories is None:
+            self._histories = self.history_batch(torch.arange(len(self)))
+        return self._histories
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {
+            "user_id": self.user_ids[i],
+            "history": self.history_batch(torch.tensor([i]))[0],
+            "history_length": self.history_lengths[i],
+            "target": self.targets[i],
+        }

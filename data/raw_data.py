@@ -1,0 +1,19 @@
+"""What every raw-format reader hands to the processing step."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+import torch
+
+
+@dataclass
+class RawData:
+    # One row per interaction, columns `user`, `item` (0-based int64). Rows are
+    # grouped by user (ascending) and, within a user, oldest first.
+    interactions: pl.DataFrame
+    n_users: int
+    n_items: int
+    titles: list[str]  # index = item id
+    texts: list[str]  # what the sentence encoder reads, index = item id
+    extra_features: torch.Tensor  # [n_items, n_extra] appended to the text embedding (genres); n_extra may be 0
