@@ -1,0 +1,212 @@
+"""Stage 1 of TIGER: train the RQ-VAE and turn every item into a semantic ID.
+
+    python train_rqvae.py configs/rqvae_amazon.gin [--gin 'train.iterations=1000' ...]
+
+Writes <save_dir>/<dataset>-<split>/: checkpoint.pt (+ checkpoint.json), semantic_ids.pt
+(the SemanticIdTokenizer that train_decoder.py reads) and config.gin; rerunning the same
+command resumes from checkpoint.pt. Logs go to stderr; the last stdout line is one JSON
+object with the final metrics and paths.
+"""
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import gin
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from data.processed import ItemData
+from modules.atomic_io import atomic_write_text
+from modules.checkpointing import check_resume_config, gin_bindings, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from modules.codebook_health import code_counts, codebook_perplexity, codebook_usage, restart_dead_codes
+from modules.gin_cli import parse_gin_args
+from modules.quantize import annealed_temperature
+from modules.rqvae import RqVae
+from modules.tokenizer import SemanticIdTokenizer, collision_stats
+
+# Bindings that may change between a run and its resumption (extend a run, switch logging).
+RESUMABLE_CHANGES = ("iterations", "resume", "force_resume", "eval_every", "checkpoint_every", "use_wandb")
+
+
+@torch.no_grad()
+def evaluate(model: RqVae, eval_features: torch.Tensor, all_features: torch.Tensor, batch_size: int) -> dict[str, float]:
+    """Held-out reconstruction loss, and the health of the IDs the catalogue would get now."""
+    model.eval()
+    total, n = 0.0, 0
+    for x in eval_features.split(batch_size):
+        total += model(x).reconstruction_loss.item() * len(x)
+        n += len(x)
+    ids = torch.cat([model.semantic_ids(x) for x in all_features.split(batch_size)])  # [n_items, L]
+    counts = code_counts(ids, model.codebook_size)
+    metrics = {"eval_reconstruction_loss": total / max(n, 1)}
+    for level, (usage, perplexity) in enumerate(zip(codebook_usage(counts), codebook_perplexity(counts))):
+        metrics[f"usage_level_{level}"] = usage.item()
+        metrics[f"perplexity_level_{level}"] = perplexity.item()
+    metrics.update(collision_stats(ids.cpu()))
+    model.train()
+    return metrics
+
+
+def make_optimizer(name: str, params, learning_rate: float, weight_decay: float) -> torch.optim.Optimizer:
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
+    if name == "adagrad":  # the TIGER paper's choice (Sec. 4.1: Adagrad, lr 0.4)
+        return torch.optim.Adagrad(params, lr=learning_rate, weight_decay=weight_decay)
+    raise ValueError(f"train.optimizer = {name!r}: expected 'adamw' or 'adagrad'")
+
+
+@gin.configurable
+def train(
+    # data
+    dataset_folder: str = "raw_data/amazon",
+    dataset: str = "amazon",
+    split: str = "beauty",
+    cache_dir: str = "cache",
+    save_dir: str = "out/rqvae",
+    encoder_model: str | None = None,
+    held_out_fraction: float = 0.05,
+    # model (TIGER Sec. 4.1: 512-256-128 MLP, 32-d latent, 3 levels of 256 codes, beta 0.25)
+    hidden_dims: tuple[int, ...] = (512, 256, 128),
+    latent_dim: int = 32,
+    codebook_size: int = 256,
+    n_layers: int = 3,
+    commitment_weight: float = 0.25,
+    forward_mode: str = "ste",
+    sim_vq: bool = False,
+    normalize_codes: bool = False,
+    gumbel_temperature_start: float = 1.0,
+    gumbel_temperature_end: float = 1.0,
+    gumbel_anneal_steps: int = 0,
+    kmeans_iters: int = 20,
+    dead_code_restart: bool = True,
+    dead_code_window: int = 100,
+    # optimisation
+    optimizer: str = "adamw",
+    learning_rate: float = 1e-3,
+    weight_decay: float = 0.0,
+    batch_size: int = 1024,
+    iterations: int = 20_000,
+    eval_every: int = 1000,
+    checkpoint_every: int = 1000,
+    seed: int = 42,
+    resume: bool = True,
+    force_resume: bool = False,
+    use_wandb: bool = False,
+    wandb_project: str = "tiger-rqvae",
+) -> dict:
+    start_time = time.time()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+    run_dir = Path(save_dir) / f"{dataset}-{split}"
+    checkpoint_path = run_dir / "checkpoint.pt"
+    bindings = gin_bindings(train)
+    atomic_write_text(gin.operative_config_str(), run_dir / "config.gin")
+
+    # ---- data: item content embeddings; a held-out slice only for the reconstruction loss
+    items = dict(root=dataset_folder, dataset=dataset, split=split, held_out_fraction=held_out_fraction,
+                 seed=seed, cache_dir=cache_dir, encoder_model=encoder_model)
+    train_features = ItemData(subset="train", **items).features.to(device)  # [n_train, d]
+    eval_features = ItemData(subset="eval", **items).features.to(device)  # [n_eval, d]
+    catalogue = ItemData(subset="all", **items)
+    all_features = catalogue.features.to(device)  # [n_items, d], row = item id
+    n_train = len(train_features)
+
+    # ---- model and optimiser
+    model_kwargs = dict(input_dim=catalogue.feature_dim, hidden_dims=list(hidden_dims), latent_dim=latent_dim,
+                        codebook_size=codebook_size, n_layers=n_layers, commitment_weight=commitment_weight,
+                        forward_mode=forward_mode, sim_vq=sim_vq, normalize_codes=normalize_codes)
+    model = RqVae(**model_kwargs).to(device)
+    opt = make_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad], learning_rate, weight_decay)
+    counts = torch.zeros(n_layers, codebook_size, dtype=torch.long, device=device)  # code picks since last restart
+    step = 0
+    if resume and checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path, map_location=device)
+        check_resume_config(state["manifest"], bindings, path=checkpoint_path, force=force_resume,
+                            ignore=RESUMABLE_CHANGES)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        counts = state["code_counts"].to(device)
+        step = state["step"]
+        set_rng_state(state["rng"])
+        print(f"resumed from {checkpoint_path} at step {step}", file=sys.stderr)
+
+    wandb_run = None
+    if use_wandb:
+        import wandb
+
+        try:
+            wandb_run = wandb.init(project=wandb_project, config=bindings, dir=str(run_dir), resume="allow")
+        except Exception as e:  # no network: keep the logs locally, `wandb sync` them later
+            print(f"wandb unreachable ({e}); logging offline", file=sys.stderr)
+            wandb_run = wandb.init(project=wandb_project, config=bindings, dir=str(run_dir), mode="offline")
+
+    def save(metrics: dict[str, float]) -> None:
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                 "rng": rng_state(), "model_kwargs": model_kwargs, "code_counts": counts.cpu()}
+        save_checkpoint(checkpoint_path, state, step=step, bindings=bindings, metrics=metrics)
+
+    # ---- training loop
+    model.train()
+    metrics: dict[str, float] = {}
+    train_loss: float | None = None
+    progress = tqdm(total=iterations, initial=step, desc="rqvae", file=sys.stderr, dynamic_ncols=True)
+    while step < iterations:
+        batch = train_features[torch.randperm(n_train, device=device)[:batch_size]]  # [B, d]
+        if not model.codebooks_initialized:
+            model.init_codebooks(batch, kmeans_iters)  # k-means on the first batch (TIGER Sec. 3.1)
+        temperature = annealed_temperature(step, gumbel_temperature_start, gumbel_temperature_end, gumbel_anneal_steps)
+        out = model(batch, temperature)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        opt.step()
+        step += 1
+        counts += code_counts(out.ids, codebook_size)
+        if dead_code_restart and step % dead_code_window == 0:
+            restart_dead_codes(list(model.levels), counts, out.residuals)
+            counts.zero_()
+
+        train_loss = out.loss.item()
+        progress.update(1)
+        if step % eval_every == 0 or step == iterations:
+            metrics = {"train_loss": train_loss, "train_reconstruction_loss": out.reconstruction_loss.item(),
+                       **evaluate(model, eval_features, all_features, batch_size)}
+            usage = "/".join(f"{metrics[f'usage_level_{l}']:.0%}" for l in range(n_layers))
+            progress.write(f"step {step}: loss {train_loss:.4f} eval_recon {metrics['eval_reconstruction_loss']:.4f} "
+                           f"usage {usage} collisions {metrics['collision_share']:.2%} "
+                           f"largest group {metrics['largest_collision_group']}", file=sys.stderr)
+            if wandb_run is not None:
+                wandb_run.log(metrics, step=step)
+        if step % checkpoint_every == 0 or step == iterations:
+            save(metrics)
+    progress.close()
+    if not metrics:  # resumed a finished run: report the model as it is
+        metrics = evaluate(model, eval_features, all_features, batch_size)
+
+    # ---- the semantic IDs of the whole catalogue
+    tokenizer = SemanticIdTokenizer.from_rqvae(model, all_features, batch_size)
+    tokenizer_path = run_dir / "semantic_ids.pt"
+    tokenizer.save(tokenizer_path)
+    if wandb_run is not None:
+        wandb_run.finish()
+    result = {**metrics, "step": step, "last_train_loss": train_loss, "n_items": tokenizer.n_items,
+              "max_collision_token": int(tokenizer.sem_ids[:, -1].max()), "wall_time_s": round(time.time() - start_time, 1),
+              "device": str(device), "checkpoint": str(checkpoint_path), "semantic_ids": str(tokenizer_path)}
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parse_gin_args(train, argv, description=__doc__.splitlines()[0])
+    result = train()
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
