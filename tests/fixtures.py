@@ -86,11 +86,11 @@ def write_amazon_raw(root: Path, split: str = "beauty", n_users: int = 30, n_ite
 
 def movielens_ratings(n_users: int, n_movies: int, seed: int) -> list[tuple[int, int, int, int]]:
     """(user, movie, rating, timestamp) rows, 1-based ids, shuffled; each user rates
-    6..12 movies; timestamps collide on purpose (ties are common in MovieLens)."""
+    6..12 movies (all of them if fewer); timestamps collide on purpose (ties are common in MovieLens)."""
     rng = np.random.default_rng(seed)
     rows = []
     for user in range(1, n_users + 1):
-        movies = rng.choice(n_movies, size=int(rng.integers(6, 13)), replace=False) + 1
+        movies = rng.choice(n_movies, size=min(int(rng.integers(6, 13)), n_movies), replace=False) + 1
         times = 978300000 + np.sort(rng.integers(0, 50, size=len(movies))) * 60
         rows += [(user, int(m), int(rng.integers(1, 6)), int(t)) for m, t in zip(movies, times)]
     order = rng.permutation(len(rows))
