@@ -27,8 +27,10 @@ ML1M_GENRES = ["Action", "Adventure", "Animation", "Children's", "Comedy", "Crim
 def amazon_sequences(n_users: int, n_items: int, seed: int) -> list[list[int]]:
     """Per user a time-ordered list of 1-based item ids: >= 5 items, no repeats,
     every item of 1..n_items used at least once."""
+    if n_items < 5:
+        raise ValueError(f"n_items={n_items}: every user needs >= 5 distinct items")
     rng = np.random.default_rng(seed)
-    seqs = [list(rng.choice(n_items, size=int(rng.integers(5, 13)), replace=False) + 1)
+    seqs = [list(rng.choice(n_items, size=min(int(rng.integers(5, 13)), n_items), replace=False) + 1)
             for _ in range(n_users)]
     for item in range(1, n_items + 1):  # make the catalogue exactly 1..n_items
         if not any(item in s for s in seqs):
