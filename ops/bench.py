@@ -100,9 +100,11 @@ def main(argv: list[str] | None = None) -> dict:
             impls: dict[str, Callable] = {"fused": triton_residual_quantize, "eager": residual_quantize_reference}
             if compiled_reference is not None:
                 impls["compiled"] = compiled_reference
-            # Plain TF32 distances, for comparison: faster, but ids drift from the fp32 reference at near-ties.
+            # The kernel's distances in other tl.dot precisions, forward only, for comparison: plain TF32 is
+            # faster but its ids drift from the fp32 reference at near-ties; IEEE fp32 skips tensor cores.
             if dtype == torch.float32 and device.type == "cuda":
-                impls["fused-tf32"] = lambda z, cb: residual_quantize_forward(z, cb, precision="tf32")
+                for precision in ("tf32", "ieee"):
+                    impls[f"fused-{precision}"] = lambda z, cb, p=precision: residual_quantize_forward(z, cb, p)
 
             eager_ms = {}
             for mode, fn in impls.items():
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
                     print(f"# {mode} {dtype_name} B={B} failed: {type(e).__name__}: {e}")
                     continue
                 for backward in (False, True):
-                    if backward and mode == "fused-tf32":
+                    if backward and mode.startswith("fused-"):
                         continue
                     cb = codebooks.detach().requires_grad_(backward)
 
@@ -165,10 +167,10 @@ def format_table(report: dict) -> str:
         "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in report["rows"]:
-        speedup = f"{r['speedup_vs_eager']:.1f}" if r.get("speedup_vs_eager") else "-"
+        speedup = f"{r['speedup_vs_eager']:.3g}" if r.get("speedup_vs_eager") else "-"
         agree = f"{100 * r['ids_agree']:.2f}%" if r["ids_agree"] is not None else "-"
-        lines.append(f"| {r['dtype']} | {r['B']} | {r['mode']} | {r['pass']} | {r['ms']:.3f} | {r['gbps']:.0f} |"
-                     f" {r['pct_copy']:.1f} | {speedup} | {agree} |")
+        lines.append(f"| {r['dtype']} | {r['B']} | {r['mode']} | {r['pass']} | {r['ms']:.3f} | {r['gbps']:.4g} |"
+                     f" {r['pct_copy']:.3g} | {speedup} | {agree} |")
     if "target_met" in report:
         lines += ["", f"Target ({TARGET}): {'MET' if report['target_met'] else 'NOT MET'}"]
     return "\n".join(lines)

@@ -17,8 +17,8 @@ ties go to the lowest code id, the residual is kept in fp32. `codes` carries a
 gradient to the codebooks (the gather), z gets none (the argmin), so the
 straight-through estimator of the RQ-VAE trains through this op.
 
-Set TRITON_INTERPRET=1 before this module is imported to run the kernel on CPU
-tensors with Triton's interpreter (what the tests do).
+Set TRITON_INTERPRET=1 before triton is first imported to run the kernel on CPU
+tensors with Triton's interpreter (tests/conftest.py does).
 """
 from __future__ import annotations
 
@@ -102,6 +102,16 @@ def _is_interpreted(fn) -> bool:
 # Decided when this module is imported: TRITON_INTERPRET=1 turns the @triton.jit above into the CPU interpreter.
 INTERPRETED = _is_interpreted(_residual_quantize_kernel)
 
+
+def _check_interpreter() -> None:
+    # Triton builds its own library (tl.sum, tl.min) when it is first imported; if that happened before
+    # TRITON_INTERPRET=1 was set, the interpreted kernel fails inside with an obscure error.
+    if INTERPRETED and not _is_interpreted(triton.language.standard.sum):
+        raise RuntimeError(
+            "triton was imported before TRITON_INTERPRET=1 was set (torch._dynamo imports it): set the variable "
+            "before anything imports torch._dynamo or triton, e.g. in the shell or in tests/conftest.py"
+        )
+
 # The interpreter gets one fixed config (autotuning times on a GPU); on a GPU autotune per shape.
 # BLOCK_B rows share each codebook tile read from L2; BLOCK_K is the argmin's tile over codes.
 _INTERPRETER_CONFIG = {"BLOCK_B": 32, "BLOCK_K": 32}
@@ -163,6 +173,7 @@ def residual_quantize_forward(z: Tensor, codebooks: Tensor, precision: str | Non
     meta = dict(BLOCK_D=block_d, BLOCK_L=block_l, PRECISION=precision or _dot_precision(z.device))
     args = (z, codebooks, ids, codes, n_rows, dim, n_codes, n_levels, triton.next_power_of_2(n_rows))
     if INTERPRETED:
+        _check_interpreter()
         grid = (triton.cdiv(n_rows, _INTERPRETER_CONFIG["BLOCK_B"]),)
         _launcher[grid](*args, **meta, **_INTERPRETER_CONFIG)
     else:

@@ -1,6 +1,6 @@
 """The fused residual-quantization kernel against the PyTorch reference.
 
-Without a GPU the kernel runs on CPU tensors in Triton's interpreter (tests/ops/conftest.py
+Without a GPU the kernel runs on CPU tensors in Triton's interpreter (tests/conftest.py
 sets TRITON_INTERPRET=1); on a GPU the same tests run the compiled kernel on CUDA tensors,
 and TestCuda adds what only a GPU can check.
 """
