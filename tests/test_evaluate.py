@@ -1,0 +1,60 @@
+import json
+import math
+from collections import Counter
+
+import pytest
+
+import evaluate
+import train_decoder
+from data.processed import SeqData
+from tests.test_train_decoder import stage1, tiny_run_args  # noqa: F401 (pytest fixture)
+
+
+def test_evaluate_reports_exact_metrics_topk_file_and_one_user(stage1, capsys):
+    trained = train_decoder.main(tiny_run_args(stage1, 20))
+    topk_file = stage1 / "topk.jsonl"
+    args = tiny_run_args(stage1, 20, ["--split", "test", "--write-topk", str(topk_file), "--user", "3"])
+    result = evaluate.main(args)
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == json.loads(json.dumps(result))
+    assert result["checkpoint"] == trained["best_checkpoint"] and result["checkpoint_step"] == trained["best_step"]
+    assert result["users"] == 30 and result["tiger"]["invalid_id_share"] == 0.0
+
+    # Recompute every metric from the written top-K lists: hit = the exact target item.
+    records = [json.loads(line) for line in topk_file.read_text().splitlines()]
+    assert len(records) == 30
+    ranks = []
+    for r in records:
+        recs = [x["item_id"] for x in r["recommendations"]]
+        assert len(recs) == 10 == len(set(recs))
+        ranks.append(recs.index(r["target"]["item_id"]) if r["target"]["item_id"] in recs else None)
+    for k in (1, 5, 10):
+        assert result["tiger"][f"recall@{k}"] == pytest.approx(sum(x is not None and x < k for x in ranks) / 30)
+    for k in (5, 10):
+        assert result["tiger"][f"ndcg@{k}"] == pytest.approx(
+            sum(1 / math.log2(x + 2) for x in ranks if x is not None and x < k) / 30)
+    all_recs = {x["item_id"] for r in records for x in r["recommendations"]}
+    assert result["tiger"]["coverage@10"] == pytest.approx(len(all_recs) / 40)
+
+    # Popularity floor, recomputed by counting the train split's targets.
+    train = SeqData(str(stage1 / "amazon"), "amazon", "beauty", "train", cache_dir=str(stage1 / "cache"))
+    counts = Counter(train.targets.tolist())
+    popular = sorted(range(40), key=lambda i: (-counts[i], i))[:10]
+    test_targets = [r["target"]["item_id"] for r in records]
+    assert result["popularity"]["recall@10"] == pytest.approx(sum(t in popular for t in test_targets) / 30)
+    assert result["popularity"]["recall@1"] == pytest.approx(sum(t == popular[0] for t in test_targets) / 30)
+
+    # --user: that user's held-out test item and full history, with titles.
+    user = result["user"]
+    assert user["user_id"] == 3 and user == next(r for r in records if r["user_id"] == 3)
+    test = SeqData(str(stage1 / "amazon"), "amazon", "beauty", "test", cache_dir=str(stage1 / "cache"))
+    row = test.user_ids.tolist().index(3)
+    assert user["target"]["item_id"] == int(test.targets[row])
+    assert [h["item_id"] for h in user["history"]] == [i for i in test.histories[row].tolist() if i >= 0]
+    assert all(isinstance(h["title"], str) for h in user["history"])
+
+
+def test_validation_metrics_match_training_selection(stage1, capsys):
+    trained = train_decoder.main(tiny_run_args(stage1, 20))
+    result = evaluate.main(tiny_run_args(stage1, 20, ["--split", "valid"]))
+    for k in evaluate.REPORTED:
+        assert result["tiger"][k] == pytest.approx(trained["best_valid"][k])
