@@ -84,10 +84,10 @@ def train(
     gumbel_anneal_steps: int = 0,
     kmeans_iters: int = 20,
     dead_code_restart: bool = True,
-    dead_code_window: int = 100,
+    dead_code_window: int = 20,
     # optimisation
     optimizer: str = "adamw",
-    learning_rate: float = 1e-3,
+    learning_rate: float = 0.003,
     weight_decay: float = 0.0,
     batch_size: int = 1024,
     iterations: int = 20_000,
@@ -168,7 +168,8 @@ def train(
         opt.step()
         step += 1
         counts += code_counts(out.ids, codebook_size)
-        if dead_code_restart and step % dead_code_window == 0:
+        # No restart on the last step: the final codes should be trained ones, not fresh copies of residuals.
+        if dead_code_restart and step % dead_code_window == 0 and step < iterations:
             restart_dead_codes(list(model.levels), counts, out.residuals)
             counts.zero_()
 
