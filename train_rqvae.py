@@ -173,9 +173,9 @@ def train(
             restart_dead_codes(list(model.levels), counts, out.residuals)
             counts.zero_()
 
-        train_loss = out.loss.item()
         progress.update(1)
         if step % eval_every == 0 or step == iterations:
+            train_loss = out.loss.item()  # read only here: .item() waits for the GPU
             metrics = {"train_loss": train_loss, "train_reconstruction_loss": out.reconstruction_loss.item(),
                        **evaluate(model, eval_features, all_features, batch_size)}
             usage = "/".join(f"{metrics[f'usage_level_{l}']:.0%}" for l in range(n_layers))
