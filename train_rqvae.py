@@ -6,10 +6,18 @@ Writes <save_dir>/<dataset>-<split>/: checkpoint.pt (+ checkpoint.json), semanti
 (the SemanticIdTokenizer that train_decoder.py reads) and config.gin; rerunning the same
 command resumes from checkpoint.pt. Logs go to stderr; the last stdout line is one JSON
 object with the final metrics and paths.
+
+    torchrun --nproc_per_node N train_rqvae.py configs/rqvae_amazon.gin
+
+trains with N processes (DDP; NCCL on GPUs, gloo on the CPU): every rank draws the same global
+batch and keeps its 1/N slice, so batch_size and learning_rate mean what they mean for one
+process; k-means init and dead-code restarts are decided on rank 0 and broadcast; rank 0 logs
+and writes every file.
 """
 from __future__ import annotations
 
 import json
+import os
 import random
 import sys
 import time
@@ -17,20 +25,25 @@ from pathlib import Path
 
 import gin
 import numpy as np
+import torch.distributed
 import torch
 from tqdm import tqdm
 
 from data.processed import ItemData
 from modules.atomic_io import atomic_write_text
-from modules.checkpointing import check_resume_config, gin_bindings, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from modules.checkpointing import CheckpointError, check_resume_config, gin_bindings, load_checkpoint, save_checkpoint
 from modules.codebook_health import code_counts, codebook_perplexity, codebook_usage, restart_dead_codes
+from modules.distributed import (all_gather_cat, all_reduce_sum, barrier, broadcast_module, init_distributed,
+                                 rank_rng_states, restore_rank_rng_states, shard, wrap_ddp)
 from modules.gin_cli import parse_gin_args
+from modules.loss_watch import FirstNonFiniteStep
 from modules.quantize import annealed_temperature
 from modules.rqvae import RqVae
 from modules.tokenizer import SemanticIdTokenizer, collision_stats
 
 # Bindings that may change between a run and its resumption (extend a run, switch logging).
-RESUMABLE_CHANGES = ("iterations", "resume", "force_resume", "eval_every", "checkpoint_every", "use_wandb")
+RESUMABLE_CHANGES = ("iterations", "resume", "force_resume", "eval_every", "checkpoint_every", "use_wandb",
+                     "wandb_project", "device", "num_threads")
 
 
 @torch.no_grad()
@@ -96,25 +109,34 @@ def train(
     seed: int = 42,
     resume: bool = True,
     force_resume: bool = False,
+    device: str = "auto",
+    num_threads: int | None = None,
     use_wandb: bool = False,
     wandb_project: str = "tiger-rqvae",
 ) -> dict:
     start_time = time.time()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    random.seed(seed)
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    env = init_distributed(None if device == "auto" else device)  # one process, or one per torchrun rank
+    device = env.device
+    # Noise (k-means++, restarts, Gumbel) differs per rank; rank 0's stream is the one-process stream.
+    torch.manual_seed(seed + env.rank)
+    np.random.seed(seed + env.rank)
+    random.seed(seed + env.rank)
     run_dir = Path(save_dir) / f"{dataset}-{split}"
     checkpoint_path = run_dir / "checkpoint.pt"
     bindings = gin_bindings(train)
-    atomic_write_text(gin.operative_config_str(), run_dir / "config.gin")
 
     # ---- data: item content embeddings; a held-out slice only for the reconstruction loss
     items = dict(root=dataset_folder, dataset=dataset, split=split, held_out_fraction=held_out_fraction,
                  seed=seed, cache_dir=cache_dir, encoder_model=encoder_model)
+    if not env.is_main:
+        barrier(env)  # rank 0 builds the caches first; the others then read them
     train_features = ItemData(subset="train", **items).features.to(device)  # [n_train, d]
     eval_features = ItemData(subset="eval", **items).features.to(device)  # [n_eval, d]
     catalogue = ItemData(subset="all", **items)
+    if env.is_main:
+        barrier(env)
     all_features = catalogue.features.to(device)  # [n_items, d], row = item id
     n_train = len(train_features)
 
@@ -124,21 +146,32 @@ def train(
                         forward_mode=forward_mode, sim_vq=sim_vq, normalize_codes=normalize_codes)
     model = RqVae(**model_kwargs).to(device)
     opt = make_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad], learning_rate, weight_decay)
-    counts = torch.zeros(n_layers, codebook_size, dtype=torch.long, device=device)  # code picks since last restart
-    step = 0
+    counts = torch.zeros(n_layers, codebook_size, dtype=torch.long, device=device)  # this rank's code picks since last restart
+    step, last_saved_step = 0, None
     if resume and checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path, map_location=device)
         check_resume_config(state["manifest"], bindings, path=checkpoint_path, force=force_resume,
                             ignore=RESUMABLE_CHANGES)
+        saved_dim = state["model_kwargs"]["input_dim"]
+        if saved_dim != catalogue.feature_dim:  # e.g. the cache now holds another encoder's vectors
+            raise CheckpointError(
+                f"{checkpoint_path} was trained on {saved_dim}-d item features but {dataset}/{split} (encoder_model="
+                f"{encoder_model!r}, cache {cache_dir}) gives {catalogue.feature_dim}-d ones: choose another save_dir "
+                "or bind train.resume=False to start over")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        counts = state["code_counts"].to(device)
-        step = state["step"]
-        set_rng_state(state["rng"])
-        print(f"resumed from {checkpoint_path} at step {step}", file=sys.stderr)
+        if env.is_main:  # the saved counts are the sum over ranks: keep them once
+            counts = state["code_counts"].to(device)
+        step = last_saved_step = state["step"]
+        restore_rank_rng_states(state["rng"], env)
+        if env.is_main:
+            print(f"resumed from {checkpoint_path} at step {step}", file=sys.stderr)
+    if env.is_main:  # only once the run is known to start or resume: a refused resume leaves config.gin alone
+        atomic_write_text(gin.operative_config_str(), run_dir / "config.gin")
+    ddp_model = wrap_ddp(model, env)  # gradients averaged over ranks; `model` stays the plain module
 
     wandb_run = None
-    if use_wandb:
+    if use_wandb and env.is_main:
         import wandb
 
         try:
@@ -148,64 +181,94 @@ def train(
             wandb_run = wandb.init(project=wandb_project, config=bindings, dir=str(run_dir), mode="offline")
 
     def save(metrics: dict[str, float]) -> None:
-        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                 "rng": rng_state(), "model_kwargs": model_kwargs, "code_counts": counts.cpu()}
-        save_checkpoint(checkpoint_path, state, step=step, bindings=bindings, metrics=metrics)
+        nonlocal last_saved_step
+        rng = rank_rng_states(env)  # a collective: every rank calls save()
+        global_counts = all_reduce_sum(counts, env)
+        if env.is_main:
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                     "rng": rng, "model_kwargs": model_kwargs, "code_counts": global_counts.cpu()}
+            save_checkpoint(checkpoint_path, state, step=step, bindings=bindings, metrics=metrics)
+        last_saved_step = step
 
     # ---- training loop
     model.train()
     metrics: dict[str, float] = {}
     train_loss: float | None = None
-    progress = tqdm(total=iterations, initial=step, desc="rqvae", file=sys.stderr, dynamic_ncols=True)
+    nonfinite = FirstNonFiniteStep(device)
+    batch_generator = torch.Generator(device=device)
+    progress = tqdm(total=iterations, initial=step, desc="rqvae", file=sys.stderr, dynamic_ncols=True,
+                    disable=not env.is_main)
     while step < iterations:
-        batch = train_features[torch.randperm(n_train, device=device)[:batch_size]]  # [B, d]
+        # A step's global batch depends on (seed, step) only: identical on every rank, and a resumed
+        # run draws the batches an uninterrupted one would. Each rank trains on its slice.
+        batch_generator.manual_seed(seed + step)
+        global_batch = train_features[torch.randperm(n_train, generator=batch_generator, device=device)[:batch_size]]  # [B, d]
         if not model.codebooks_initialized:
-            model.init_codebooks(batch, kmeans_iters)  # k-means on the first batch (TIGER Sec. 3.1)
+            model.init_codebooks(global_batch, kmeans_iters)  # k-means on the first batch (TIGER Sec. 3.1)
+            broadcast_module(model, env)  # rank 0's codebooks everywhere (k-means++ seeding is random)
         temperature = annealed_temperature(step, gumbel_temperature_start, gumbel_temperature_end, gumbel_anneal_steps)
-        out = model(batch, temperature)
+        out = ddp_model(shard(global_batch, env), temperature)
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         opt.step()
         step += 1
+        nonfinite.update(out.loss, step)
         counts += code_counts(out.ids, codebook_size)
         # No restart on the last step: the final codes should be trained ones, not fresh copies of residuals.
         if dead_code_restart and step % dead_code_window == 0 and step < iterations:
-            restart_dead_codes(list(model.levels), counts, out.residuals)
+            # Decided on rank 0 from the whole global batch (counts summed, residuals gathered), then broadcast.
+            global_counts, residuals = all_reduce_sum(counts, env), all_gather_cat(out.residuals, env)
+            if env.is_main:
+                restart_dead_codes(list(model.levels), global_counts, residuals)
+            broadcast_module(model, env)
             counts.zero_()
 
         progress.update(1)
+        if step % eval_every == 0 or step % checkpoint_every == 0 or step == iterations:
+            nonfinite.check(env, str(checkpoint_path), last_saved_step)  # before anything is logged or saved
         if step % eval_every == 0 or step == iterations:
-            train_loss = out.loss.item()  # read only here: .item() waits for the GPU
-            metrics = {"train_loss": train_loss, "train_reconstruction_loss": out.reconstruction_loss.item(),
+            # read only here: .item() waits for the GPU; the mean over ranks is the global batch's loss
+            losses = all_reduce_sum(torch.stack([out.loss.detach(), out.reconstruction_loss.detach()]), env) / env.world_size
+            train_loss = losses[0].item()
+            metrics = {"train_loss": train_loss, "train_reconstruction_loss": losses[1].item(),
                        **evaluate(model, eval_features, all_features, batch_size)}
             usage = "/".join(f"{metrics[f'usage_level_{l}']:.0%}" for l in range(n_layers))
-            progress.write(f"step {step}: loss {train_loss:.4f} eval_recon {metrics['eval_reconstruction_loss']:.4f} "
-                           f"usage {usage} collisions {metrics['collision_share']:.2%} "
-                           f"largest group {metrics['largest_collision_group']}", file=sys.stderr)
+            if env.is_main:
+                progress.write(f"step {step}: loss {train_loss:.4f} eval_recon {metrics['eval_reconstruction_loss']:.4f} "
+                               f"usage {usage} collisions {metrics['collision_share']:.2%} "
+                               f"largest group {metrics['largest_collision_group']}", file=sys.stderr)
             if wandb_run is not None:
                 wandb_run.log(metrics, step=step)
         if step % checkpoint_every == 0 or step == iterations:
             save(metrics)
     progress.close()
+    nonfinite.check(env, str(checkpoint_path), last_saved_step)
     if not metrics:  # resumed a finished run: report the model as it is
         metrics = evaluate(model, eval_features, all_features, batch_size)
 
-    # ---- the semantic IDs of the whole catalogue
+    # ---- the semantic IDs of the whole catalogue (every rank holds the same model)
     tokenizer = SemanticIdTokenizer.from_rqvae(model, all_features, batch_size)
     tokenizer_path = run_dir / "semantic_ids.pt"
-    tokenizer.save(tokenizer_path)
+    if env.is_main:
+        tokenizer.save(tokenizer_path)
+    barrier(env)  # the file exists on return on every rank
     if wandb_run is not None:
         wandb_run.finish()
     result = {**metrics, "step": step, "last_train_loss": train_loss, "n_items": tokenizer.n_items,
               "max_collision_token": int(tokenizer.sem_ids[:, -1].max()), "wall_time_s": round(time.time() - start_time, 1),
-              "device": str(device), "checkpoint": str(checkpoint_path), "semantic_ids": str(tokenizer_path)}
+              "device": str(device), "processes": env.world_size, "checkpoint": str(checkpoint_path), "semantic_ids": str(tokenizer_path)}
     return result
 
 
 def main(argv: list[str] | None = None) -> dict:
     parse_gin_args(train, argv, description=__doc__.splitlines()[0])
-    result = train()
-    print(json.dumps(result))
+    try:
+        result = train()
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    if int(os.environ.get("RANK", "0")) == 0:  # one JSON line per run, not per process
+        print(json.dumps(result))
     return result
 
 

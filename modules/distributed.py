@@ -9,6 +9,7 @@ batch size and learning rate in a gin file mean the same thing for any N.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -67,6 +68,33 @@ def all_reduce_sum(t: Tensor, env: DistEnv) -> Tensor:
     return t
 
 
+def all_reduce_min(t: Tensor, env: DistEnv) -> Tensor:
+    """Minimum of a tensor over ranks (the first non-finite step any rank saw); identity in one process."""
+    if env.is_distributed:
+        t = t.clone()
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return t
+
+
+def all_gather_cat(t: Tensor, env: DistEnv) -> Tensor:
+    """Concatenate equal-shaped per-rank tensors along dim 0 in rank order: the global batch's rows
+    (shard's inverse), e.g. the residuals a dead-code restart samples from."""
+    if not env.is_distributed:
+        return t
+    parts = [torch.empty_like(t) for _ in range(env.world_size)]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts)
+
+
+def all_gather_objects(obj: object, env: DistEnv) -> list:
+    """Every rank's `obj` (e.g. its RNG state), in rank order; [obj] in one process."""
+    if not env.is_distributed:
+        return [obj]
+    out: list = [None] * env.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def broadcast_module(module: nn.Module, env: DistEnv, src: int = 0) -> None:
     """Copy rank `src`'s parameters and buffers to every rank (after k-means init or code restarts)."""
     if env.is_distributed:
@@ -90,3 +118,23 @@ def barrier(env: DistEnv) -> None:
 def cleanup(env: DistEnv) -> None:
     if env.is_distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def rank_rng_states(env: DistEnv) -> list[dict]:
+    """Every rank's RNG state (dropout, Gumbel noise and restarts draw per rank), for a checkpoint."""
+    from modules.checkpointing import rng_state
+
+    return all_gather_objects(rng_state(), env)
+
+
+def restore_rank_rng_states(states: list[dict] | dict, env: DistEnv) -> None:
+    """Continue each rank's RNG stream from a checkpoint. With another number of processes the
+    batches still continue exactly (they depend on the step only); the noise streams cannot."""
+    from modules.checkpointing import set_rng_state
+
+    states = [states] if isinstance(states, dict) else states
+    if len(states) != env.world_size and env.is_main:
+        print(f"resuming {len(states)}-process RNG state with {env.world_size} processes: batches continue "
+              "exactly, random noise (dropout, restarts) does not", file=sys.stderr)
+    if env.rank < len(states):
+        set_rng_state(states[env.rank])
