@@ -8,6 +8,7 @@ point's `train()` against its type hints and stops with the parameter's name.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import typing
 from typing import Any, Callable, Sequence
@@ -53,6 +54,27 @@ def check_binding_types(fn: Callable) -> None:
             )
 
 
+@contextlib.contextmanager
+def _sole_configurable_named_like(fn: Callable):
+    """Hide other configurables with `fn`'s name while parsing.
+
+    Both entry points register a configurable called `train`, so that gin files read
+    `train.batch_size = ...`. In one process that has imported both (tests, the
+    time-to-quality benchmark) the bare `train` would be ambiguous; while a config for
+    `fn` is parsed, `train` can only mean `fn`. Uses gin's registry, which has no public
+    API for this.
+    """
+    registry = gin.config._REGISTRY
+    name = inspect.unwrap(fn).__name__
+    hidden = {sel: registry.pop(sel) for sel in list(registry.matching_selectors(name))
+              if registry.get(sel).wrapper is not fn}
+    try:
+        yield
+    finally:
+        for sel, configurable in hidden.items():
+            registry[sel] = configurable
+
+
 def parse_gin_args(fn: Callable, argv: Sequence[str] | None = None, description: str = "") -> argparse.Namespace:
     """Parse `CONFIG.gin [--gin BINDING ...]`, load them into gin and type-check `fn`'s bindings."""
     parser = argparse.ArgumentParser(description=description)
@@ -62,7 +84,8 @@ def parse_gin_args(fn: Callable, argv: Sequence[str] | None = None, description:
     args, extra = parser.parse_known_args(argv)
     args.extra = extra
     try:
-        gin.parse_config_files_and_bindings([args.config], args.gin)
+        with _sole_configurable_named_like(fn):
+            gin.parse_config_files_and_bindings([args.config], args.gin)
     except (ValueError, KeyError, SyntaxError) as e:
         raise GinConfigError(f"{args.config}: {e}") from e
     except OSError as e:

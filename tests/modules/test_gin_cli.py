@@ -1,0 +1,52 @@
+import gin
+import pytest
+
+import train_decoder
+import train_rqvae
+from modules.gin_cli import GinConfigError, check_binding_types, parse_gin_args
+
+
+@pytest.fixture(autouse=True)
+def _clear_gin():
+    gin.clear_config()
+    yield
+    gin.clear_config()
+
+
+def test_bare_train_binds_the_entry_point_being_parsed_with_both_imported():
+    parse_gin_args(train_decoder.train, ["configs/decoder_amazon.gin", "--gin", "train.iterations=7"])
+    assert gin.get_bindings(train_decoder.train)["iterations"] == 7
+    assert gin.get_bindings(train_rqvae.train) == {}
+    gin.clear_config()
+    parse_gin_args(train_rqvae.train, ["configs/rqvae_amazon.gin", "--gin", "train.iterations=9"])
+    assert gin.get_bindings(train_rqvae.train)["iterations"] == 9
+    assert gin.get_bindings(train_decoder.train) == {}
+    # the other configurable is registered again afterwards
+    assert sorted(gin.config._REGISTRY.matching_selectors("train")) == ["train_decoder.train", "train_rqvae.train"]
+
+
+def test_unknown_binding_names_the_parameter_and_file():
+    with pytest.raises(GinConfigError, match=r"configs/rqvae_amazon.gin.*no_such_parameter"):
+        parse_gin_args(train_rqvae.train, ["configs/rqvae_amazon.gin", "--gin", "train.no_such_parameter=1"])
+
+
+def test_wrong_type_names_the_parameter():
+    with pytest.raises(GinConfigError, match=r"train\.batch_size = 'big' has type str, expected int"):
+        parse_gin_args(train_rqvae.train, ["configs/rqvae_amazon.gin", "--gin", "train.batch_size='big'"])
+
+
+def test_types_that_fit():
+    @gin.configurable
+    def fn(lr: float = 0.1, n: int = 1, name: str | None = None, dims: tuple = ()):
+        pass
+
+    gin.parse_config(["fn.lr = 1", "fn.name = None", "fn.dims = (1, 2)"])
+    check_binding_types(fn)  # an int is a fine float, None fits Optional
+    gin.parse_config(["fn.n = 1.5"])
+    with pytest.raises(GinConfigError, match="fn.n"):
+        check_binding_types(fn)
+
+
+def test_missing_config_file():
+    with pytest.raises(GinConfigError, match="nope.gin"):
+        parse_gin_args(train_rqvae.train, ["nope.gin"])
