@@ -25,7 +25,6 @@ from modules.checkpointing import load_checkpoint
 from modules.gin_cli import parse_gin_args
 from modules.model import EncoderDecoderRetrievalModel
 from modules.popularity import most_popular
-from modules.semantic_id_trie import SemanticIdTrie
 from train_decoder import METRIC_KS, load_tokenizer, recommend, retrieval_metrics, run_dir, train
 
 REPORTED = ("recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10")
@@ -67,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
     data_args = (cfg["dataset_folder"], cfg["dataset"], cfg["split"])
     data = SeqData(*data_args, opts.split, cfg["max_seq_len"], cfg["cache_dir"])
     train_targets = SeqData(*data_args, "train", cfg["max_seq_len"], cfg["cache_dir"]).targets
-    trie = SemanticIdTrie(tokenizer.sem_ids, tokenizer.codebook_size).to(dev)  # K explicit: the model's head size
+    trie = tokenizer.trie().to(dev)
 
     start = time.time()
     found = recommend(model, data, tokenizer.sem_ids, trie, beam_width, top_k,

@@ -113,4 +113,4 @@ class SemanticIdTokenizer:
         """The valid IDs as a prefix structure, for constrained decoding."""
         from modules.semantic_id_trie import SemanticIdTrie
 
-        return SemanticIdTrie(self.sem_ids)
+        return SemanticIdTrie(self.sem_ids, self.codebook_size)

@@ -86,6 +86,7 @@ def test_trie_holds_exactly_the_catalogue_ids():
     tok = SemanticIdTokenizer.from_codes(_planted_codes(), codebook_size=64)
     trie = tok.trie()
     assert trie.n_items == 200 and trie.depth == 4
+    assert trie.codebook_size == 64  # the model's head size, even where the catalogue uses fewer codes
     # Walking each ID down the trie ends at its item id.
     node = torch.zeros(200, dtype=torch.long)
     for d in range(4):
