@@ -7,25 +7,36 @@ the leave-one-out train split, and every `eval_every` steps runs trie-constraine
 on the VALIDATION split; best.pt is the best step by validation `select_metric`. The test
 split is never loaded here (evaluate.py does that). Writes <save_dir>/<dataset>-<split>/:
 checkpoint.pt (last, for resuming), best.pt, config.gin. Last stdout line: one JSON object.
+
+    torchrun --nproc_per_node N train_decoder.py configs/decoder_amazon.gin
+
+trains with N processes (DDP; NCCL on GPUs, gloo on the CPU): every rank draws the same global
+batch and keeps its 1/N slice, so batch_size and learning_rate mean what they mean for one
+process; each rank beam-searches 1/N of the validation users and the hit counts are summed;
+rank 0 logs and writes every file.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
 
 import gin
 import torch
+import torch.distributed
 from tqdm import tqdm
 
 from data.processed import SeqData
 from modules.atomic_io import atomic_write_text
 from modules.beam_search import constrained_beam_search
-from modules.checkpointing import (check_resume_config, gin_bindings, load_checkpoint, rng_state,
-                                   save_checkpoint, set_rng_state)
+from modules.checkpointing import CheckpointError, check_resume_config, file_sha256, gin_bindings, load_checkpoint, save_checkpoint
+from modules.distributed import (DistEnv, all_reduce_sum, barrier, init_distributed, rank_rng_states,
+                                 restore_rank_rng_states, shard, wrap_ddp)
 from modules.gin_cli import parse_gin_args
+from modules.loss_watch import FirstNonFiniteStep
 from modules.lr_schedule import inverse_sqrt_schedule
 from modules.metrics import TopKMetrics
 from modules.model import EncoderDecoderRetrievalModel, sem_id_batch
@@ -33,6 +44,10 @@ from modules.semantic_id_trie import SemanticIdTrie
 from modules.tokenizer import SemanticIdTokenizer
 
 METRIC_KS = (1, 5, 10)
+LOG_EVERY = 100  # steps between reads of the training loss (each read waits for the GPU)
+# Bindings that may change between a run and its resumption (extend a run, evaluation and logging).
+RESUMABLE_CHANGES = ("iterations", "resume", "force_resume", "eval_batch_size", "device", "num_threads",
+                     "use_wandb", "wandb_project")
 
 
 def run_dir(save_dir: str, dataset: str, split: str) -> Path:
@@ -67,9 +82,14 @@ def recommend(model: EncoderDecoderRetrievalModel, data: SeqData, sem_ids: torch
     return {k: torch.cat(v) for k, v in out.items()}
 
 
-def retrieval_metrics(ranked_items: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+def retrieval_metrics(ranked_items: torch.Tensor, targets: torch.Tensor, env: DistEnv | None = None) -> dict[str, float]:
+    """Recall/NDCG@K; with `env`, over the users of every rank (each passes its own share)."""
     metrics = TopKMetrics(METRIC_KS)
     metrics.update(ranked_items, targets)
+    if env is not None and env.is_distributed:  # sums and counts add up over ranks; means do not
+        totals = all_reduce_sum(torch.tensor([*metrics.sums.values(), metrics.count], dtype=torch.float64,
+                                             device=env.device), env).tolist()
+        metrics.sums, metrics.count = dict(zip(metrics.sums, totals[:-1])), int(totals[-1])
     return metrics.compute()
 
 
@@ -84,7 +104,7 @@ def train(
     max_seq_len: int | None = None,       # None: 20 for Amazon, 200 for MovieLens (data/processed.py)
     iterations: int = 200_000,
     batch_size: int = 256,
-    lr: float = 0.01,
+    learning_rate: float = 0.01,
     weight_decay: float = 0.01,
     warmup_steps: int = 10_000,
     grad_clip: float = 1.0,
@@ -102,10 +122,12 @@ def train(
     valid_max_users: int | None = None,   # None: the whole validation split
     select_metric: str = "ndcg@10",
     seed: int = 42,
+    resume: bool = True,
+    force_resume: bool = False,
     device: str = "auto",
     num_threads: int | None = None,
-    wandb_project: str | None = None,
-    force_resume: bool = False,
+    use_wandb: bool = False,
+    wandb_project: str = "tiger-decoder",
 ) -> dict:
     if select_metric not in {f"{m}@{k}" for m in ("recall", "ndcg") for k in METRIC_KS}:
         raise ValueError(f"train.select_metric={select_metric!r}: expected recall@K or ndcg@K with K in {METRIC_KS}")
@@ -113,20 +135,24 @@ def train(
         raise ValueError(f"train.eval_beam_width={eval_beam_width}: must be >= {max(METRIC_KS)} for Recall@{max(METRIC_KS)}")
     if num_threads is not None:
         torch.set_num_threads(num_threads)
-    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
-    torch.manual_seed(seed)
+    env = init_distributed(None if device == "auto" else device)  # one process, or one per torchrun rank
+    dev = env.device
+    torch.manual_seed(seed + env.rank)  # dropout noise differs per rank; rank 0's is the one-process stream
     out_dir = run_dir(save_dir, dataset, split)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(gin.operative_config_str(), out_dir / "config.gin")
 
     tokenizer = load_tokenizer(tokenizer_dir, dataset, split)
+    tokenizer_hash = file_sha256(run_dir(tokenizer_dir, dataset, split) / "semantic_ids.pt")
+    if not env.is_main:
+        barrier(env)  # rank 0 builds the caches first; the others then read them
     train_data = SeqData(dataset_folder, dataset, split, "train", max_seq_len, cache_dir)
     valid_data = SeqData(dataset_folder, dataset, split, "valid", max_seq_len, cache_dir)
+    if env.is_main:
+        barrier(env)
     if tokenizer.n_items != train_data.n_items:
         raise ValueError(f"the tokenizer has {tokenizer.n_items} items but {dataset}/{split} has {train_data.n_items}: "
                          "was it trained on another data set?")
     sem_ids = tokenizer.sem_ids  # [n_items, T] stays on the CPU: batches are gathered there
-    trie = SemanticIdTrie(tokenizer.sem_ids, tokenizer.codebook_size).to(dev)  # K explicit: the model's head size
+    trie = tokenizer.trie().to(dev)
     valid_index = (torch.arange(len(valid_data)) if valid_max_users is None or valid_max_users >= len(valid_data)
                    else torch.linspace(0, len(valid_data) - 1, valid_max_users).long())  # fixed, spread out
 
@@ -134,82 +160,109 @@ def train(
         n_levels=sem_ids.shape[1], codebook_size=tokenizer.codebook_size, max_history=train_data.max_seq_len,
         n_user_buckets=n_user_buckets, d_model=d_model, n_heads=n_heads, d_head=d_head, ff_dim=ff_dim,
         n_encoder_layers=n_encoder_layers, n_decoder_layers=n_decoder_layers, dropout=dropout).to(dev)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
     scheduler = inverse_sqrt_schedule(optimizer, warmup_steps)
-    print(f"{sum(p.numel() for p in model.parameters()):,} parameters; {len(train_data):,} train examples, "
-          f"{len(valid_index):,} validation users; device {dev}", file=sys.stderr)
+    if env.is_main:
+        print(f"{sum(p.numel() for p in model.parameters()):,} parameters; {len(train_data):,} train examples, "
+              f"{len(valid_index):,} validation users; device {dev}, {env.world_size} process(es)", file=sys.stderr)
 
     bindings = gin_bindings(train)
     step, best, history = 0, {"step": None, "metrics": None}, []
     last_path, best_path = out_dir / "checkpoint.pt", out_dir / "best.pt"
-    if last_path.exists():
+    if resume and last_path.exists():
         state = load_checkpoint(last_path, map_location=dev)
         # Longer training and evaluation settings may change; anything that shapes the run may not.
-        check_resume_config(state["manifest"], bindings, path=last_path, force=force_resume,
-                            ignore=("iterations", "force_resume", "eval_batch_size", "num_threads", "wandb_project"))
+        check_resume_config(state["manifest"], bindings, path=last_path, force=force_resume, ignore=RESUMABLE_CHANGES)
+        if state.get("tokenizer_sha256") != tokenizer_hash and not force_resume:  # stage 1 was rerun since
+            raise CheckpointError(
+                f"refusing to resume from {last_path}: {run_dir(tokenizer_dir, dataset, split) / 'semantic_ids.pt'} "
+                "is not the tokenizer it was trained with (its SHA-256 differs). Bind train.force_resume=True to "
+                "resume anyway, or choose another save_dir.")
+        if state["model_kwargs"] != model.kwargs:
+            raise CheckpointError(f"{last_path} holds a model {state['model_kwargs']} but this config and tokenizer "
+                                  f"build {model.kwargs}: choose another save_dir or bind train.resume=False")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        step, best = state["step"], json.loads(state["best"])
-        set_rng_state(state["rng"])
-        print(f"resumed from {last_path} at step {step}", file=sys.stderr)
+        step, best, history = state["step"], json.loads(state["best"]), json.loads(state.get("history", "[]"))
+        restore_rank_rng_states(state["rng"], env)
+        if env.is_main:
+            print(f"resumed from {last_path} at step {step}", file=sys.stderr)
+    last_saved_step = step if step else None
+    if env.is_main:  # only once the run is known to start or resume: a refused resume leaves config.gin alone
+        atomic_write_text(gin.operative_config_str(), out_dir / "config.gin")
+    ddp_model = wrap_ddp(model, env)  # gradients averaged over ranks; `model` stays the plain module
+    valid_shard = torch.tensor_split(valid_index, env.world_size)[env.rank]  # this rank's validation users
 
     wandb_run = None
-    if wandb_project:
+    if use_wandb and env.is_main:
         import wandb
         wandb_run = wandb.init(project=wandb_project, config=bindings, name=f"decoder-{dataset}-{split}", resume="allow")
 
     # Batches without replacement: epoch e visits randperm(seed + e); a step's batch depends on
     # the step only, so a resumed run sees exactly the batches an uninterrupted one would.
-    steps_per_epoch = len(train_data) // batch_size
+    steps_per_epoch = len(train_data) // batch_size  # the GLOBAL batch: each of N ranks trains on batch_size / N
     if steps_per_epoch == 0:
         raise ValueError(f"train.batch_size={batch_size} exceeds the {len(train_data)} training examples")
     perm_epoch, perm = -1, None
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")  # bf16 on GPUs only
     start_time = time.time()
-    bar = tqdm(total=iterations, initial=step, desc="train", file=sys.stderr, dynamic_ncols=True)
+    nonfinite = FirstNonFiniteStep(dev)
+    bar = tqdm(total=iterations, initial=step, desc="train", file=sys.stderr, dynamic_ncols=True, disable=not env.is_main)
     while step < iterations:
         epoch, offset = divmod(step, steps_per_epoch)
         if epoch != perm_epoch:
             perm_epoch, perm = epoch, torch.randperm(len(train_data), generator=torch.Generator().manual_seed(seed + epoch))
-        batch = data_batch(train_data, perm[offset * batch_size:(offset + 1) * batch_size], sem_ids, dev)
+        global_index = perm[offset * batch_size:(offset + 1) * batch_size]  # identical on every rank
+        batch = data_batch(train_data, shard(global_index, env), sem_ids, dev)
         model.train()
         with autocast:
-            logits = model(batch["user_ids"], batch["history"], batch["target"])
+            logits = ddp_model(batch["user_ids"], batch["history"], batch["target"])
         loss = model.loss(logits, batch["target"])
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at step {step}: lower train.lr or check the data")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         scheduler.step()
         step += 1
+        nonfinite.update(loss, step)
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-        if wandb_run is not None:
-            wandb_run.log({"train/loss": loss.item(), "train/grad_norm": grad_norm.item(),
-                           "train/lr": scheduler.get_last_lr()[0]}, step=step)
 
-        if step % eval_every == 0 or step == iterations:
+        evaluating = step % eval_every == 0 or step == iterations
+        if evaluating or step % LOG_EVERY == 0:  # the only places the loop waits for the device
+            nonfinite.check(env, str(last_path), last_saved_step)  # before anything is logged or saved
+            mean_loss = (all_reduce_sum(loss.detach(), env) / env.world_size).item()  # the global batch's loss
+            bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            if wandb_run is not None:
+                wandb_run.log({"train/loss": mean_loss, "train/grad_norm": grad_norm.item(),
+                               "train/lr": scheduler.get_last_lr()[0]}, step=step)
+        if evaluating:
             with autocast:
                 found = recommend(model, valid_data, sem_ids, trie, eval_beam_width, max(METRIC_KS),
-                                  eval_batch_size, dev, valid_index)
-            metrics = retrieval_metrics(found["item_ids"], valid_data.targets[valid_index])
+                                  eval_batch_size, dev, valid_shard)
+            metrics = retrieval_metrics(found["item_ids"], valid_data.targets[valid_shard], env)
             history.append({"step": step, **metrics})
-            tqdm.write(f"step {step}: loss {loss.item():.4f} valid " +
-                       " ".join(f"{k} {v:.4f}" for k, v in metrics.items()), file=sys.stderr)
+            if env.is_main:
+                tqdm.write(f"step {step}: loss {mean_loss:.4f} valid " +
+                           " ".join(f"{k} {v:.4f}" for k, v in metrics.items()), file=sys.stderr)
             if wandb_run is not None:
                 wandb_run.log({f"valid/{k}": v for k, v in metrics.items()}, step=step)
-            if best["metrics"] is None or metrics[select_metric] > best["metrics"][select_metric]:
+            is_best = best["metrics"] is None or metrics[select_metric] > best["metrics"][select_metric]
+            if is_best:
                 best = {"step": step, "metrics": metrics}
-                save_checkpoint(best_path, {"model": model.state_dict(), "model_kwargs": model.kwargs},
-                                step=step, bindings=bindings, metrics=metrics)
-            save_checkpoint(last_path, {
-                "model": model.state_dict(), "model_kwargs": model.kwargs, "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "step": step, "rng": rng_state(), "best": json.dumps(best),
-            }, step=step, bindings=bindings, metrics=metrics)
+            rng = rank_rng_states(env)  # a collective: every rank gets here
+            if env.is_main:
+                if is_best:
+                    save_checkpoint(best_path, {"model": model.state_dict(), "model_kwargs": model.kwargs},
+                                    step=step, bindings=bindings, metrics=metrics)
+                save_checkpoint(last_path, {
+                    "model": model.state_dict(), "model_kwargs": model.kwargs, "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "step": step, "rng": rng, "best": json.dumps(best),
+                    "history": json.dumps(history), "tokenizer_sha256": tokenizer_hash,
+                }, step=step, bindings=bindings, metrics=metrics)
+            last_saved_step = step
     bar.close()
+    nonfinite.check(env, str(last_path), last_saved_step)
     if wandb_run is not None:
         wandb_run.finish()
     result = {"best_step": best["step"], "best_valid": best["metrics"], "best_checkpoint": str(best_path),
@@ -221,8 +274,13 @@ def train(
 def main(argv: list[str] | None = None) -> dict:
     gin.clear_config()  # a fresh config per call (tests and notebooks call main() repeatedly)
     parse_gin_args(train, argv, description=__doc__)
-    result = train()
-    print(json.dumps(result))
+    try:
+        result = train()
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    if int(os.environ.get("RANK", "0")) == 0:  # one JSON line per run, not per process
+        print(json.dumps(result))
     return result
 
 

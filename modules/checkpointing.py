@@ -37,7 +37,7 @@ def config_hash(bindings: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(bindings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -91,7 +91,7 @@ def save_checkpoint(
         "time": time.time(),
     }
     atomic_torch_save({**state, "manifest": manifest}, path)
-    atomic_write_text(json.dumps({**manifest, "sha256": _sha256(path)}, indent=1), manifest_path(path))
+    atomic_write_text(json.dumps({**manifest, "sha256": file_sha256(path)}, indent=1), manifest_path(path))
     return path
 
 
@@ -115,7 +115,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             raise CheckpointError(f"checkpoint manifest {side} is corrupted: {e}") from e
         # A manifest for another step only means a crash fell between the two renames;
         # for the same step the bytes must be the ones that were written.
-        if recorded.get("step") == state["manifest"]["step"] and recorded.get("sha256") != _sha256(path):
+        if recorded.get("step") == state["manifest"]["step"] and recorded.get("sha256") != file_sha256(path):
             raise CheckpointError(f"checkpoint {path} does not match the SHA-256 in {side}: the file is corrupted")
     return state
 

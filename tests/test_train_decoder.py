@@ -21,7 +21,7 @@ def tiny_run_args(tmp_path, iterations, extra=()):
             "--gin", f'train.save_dir="{tmp_path / "decoder"}"',
             "--gin", f"train.iterations={iterations}", "--gin", "train.eval_batch_size=8",
             "--gin", "train.batch_size=16", "--gin", "train.eval_every=10", "--gin", "train.warmup_steps=5",
-            "--gin", "train.lr=0.003", "--gin", "train.d_model=32", "--gin", "train.n_heads=2",
+            "--gin", "train.learning_rate=0.003", "--gin", "train.d_model=32", "--gin", "train.n_heads=2",
             "--gin", "train.d_head=16", "--gin", "train.ff_dim=64", "--gin", "train.n_encoder_layers=1",
             "--gin", "train.n_decoder_layers=1", "--gin", "train.device=\"cpu\"",
             "--gin", "train.num_threads=1", *extra]
