@@ -1,0 +1,86 @@
+import json
+
+import pytest
+import torch
+
+import evaluate
+from bench import time_to_quality
+from data.item_embeddings import cache_path
+from data.item_text import TEXT_TEMPLATE
+from data.processed import RecDataset, cache_folder, load_processed
+from modules.atomic_io import atomic_torch_save
+from tests.fixtures import write_amazon_raw
+
+# Toy stage 1 and 2 on the fixture data set, on top of the CPU configs.
+RQVAE = ["train.hidden_dims=(32, 16)", "train.latent_dim=8", "train.codebook_size=16", "train.batch_size=16",
+         "train.iterations=20", "train.eval_every=10", "train.checkpoint_every=20", "train.held_out_fraction=0.1",
+         "train.kmeans_iters=2", "train.dead_code_window=5", "train.num_threads=1"]
+DECODER = ["train.iterations=12", "train.batch_size=16", "train.eval_every=6", "train.warmup_steps=4",
+           "train.eval_batch_size=16", "train.d_model=16", "train.n_heads=2", "train.d_head=8", "train.ff_dim=32",
+           "train.n_encoder_layers=1", "train.n_decoder_layers=1", "train.num_threads=1", "train.valid_max_users=None"]
+
+
+@pytest.fixture
+def toy(tmp_path):
+    root = write_amazon_raw(tmp_path / "amazon", n_users=30, n_items=40)
+    cache = tmp_path / "cache"
+    # Random item vectors in the embedding cache: the stages read them as they would MiniLM's.
+    raw = load_processed(root, RecDataset.AMAZON, "beauty", cache)
+    path = cache_path(cache_folder(cache, RecDataset.AMAZON, "beauty"), raw.texts, None, TEXT_TEMPLATE)
+    vectors = torch.randn(raw.n_items, 24, generator=torch.Generator().manual_seed(0))
+    atomic_torch_save({"model": "test", "template": TEXT_TEMPLATE, "embeddings": vectors}, path)
+    return root, cache, tmp_path / "ttq"
+
+
+def test_toy_pipeline_times_and_metrics_are_consistent(toy, capsys):
+    root, cache, out = toy
+    argv = ["--root", str(root), "--cache-dir", str(cache), "--out-dir", str(out), "--device", "cpu",
+            "--seeds", "1", "2", "--rqvae-config", "configs/rqvae_amazon_cpu.gin",
+            "--decoder-config", "configs/decoder_amazon_cpu.gin",
+            *[a for b in RQVAE for a in ("--rqvae-gin", b)], *[a for b in DECODER for a in ("--decoder-gin", b)]]
+    result = time_to_quality.main(argv)
+    printed = capsys.readouterr().out
+    saved = json.loads((out / "time_to_quality.json").read_text())
+    assert saved == json.loads(json.dumps(result))
+    assert (out / "time_to_quality.md").read_text() in printed
+
+    features = saved["features"]
+    assert features["embeddings_cached"] and features["processed_cached"]  # the fixture wrote both caches
+    assert features["n_items"] == 40 and features["feature_dim"] == 24
+    assert features["examples"]["valid"] == features["examples"]["test"] == 30
+    assert features["features_s"] == pytest.approx(features["parse_s"] + features["item_data_s"] + features["seq_data_s"])
+    assert [r["seed"] for r in saved["runs"]] == [1, 2]
+    for r in saved["runs"]:
+        assert all(r[k] > 0 for k in time_to_quality.STAGES) and features["features_s"] > 0
+        for split in ("valid", "test"):
+            assert set(r[split]) == set(time_to_quality.METRICS)
+            assert all(0.0 <= v <= 1.0 for v in r[split].values())
+            assert r[split]["recall@5"] <= r[split]["recall@10"] and r[split]["ndcg@5"] <= r[split]["ndcg@10"]
+            assert r[split]["ndcg@10"] <= r[split]["recall@10"]
+        assert r["decoder_steps"] == 12 and r["best_step"] in (6, 12)
+        # The test metrics are what evaluate.py reports for that seed's run, recomputed here.
+        again = evaluate.main(r["argv"]["evaluate.py"])
+        assert r["test"] == {k: again["tiger"][k] for k in time_to_quality.METRICS}
+        # Validation metrics are the selected step's, from its own decoder run folder.
+        best = torch.load(out / f"seed_{r['seed']}" / "decoder" / "amazon-beauty" / "best.pt", weights_only=True)
+        assert best["manifest"]["step"] == r["best_step"]
+        assert r["valid"] == {k: best["manifest"]["metrics"][k] for k in time_to_quality.METRICS}
+    # Per-seed runs are separate: different seeds, different tokenizers.
+    ids = [torch.load(out / f"seed_{s}" / "rqvae" / "amazon-beauty" / "semantic_ids.pt", weights_only=True) for s in (1, 2)]
+    assert not torch.equal(ids[0]["sem_ids"], ids[1]["sem_ids"])
+
+    mean = saved["mean"]
+    for k in time_to_quality.STAGES:
+        assert mean[k] == pytest.approx(sum(r[k] for r in saved["runs"]) / 2)
+    for split in ("valid", "test"):
+        for k in time_to_quality.METRICS:
+            assert mean[split][k] == pytest.approx(sum(r[split][k] for r in saved["runs"]) / 2)
+    assert mean["total_s"] == pytest.approx(features["features_s"] + sum(mean[k] for k in time_to_quality.STAGES))
+    assert "**mean of 2**" in printed and saved["device"] == "cpu" and saved["device_name"].startswith("CPU")
+
+
+def test_missing_config_is_named(toy):
+    root, cache, out = toy
+    with pytest.raises(SystemExit, match="no gin config configs/nope.gin"):
+        time_to_quality.main(["--root", str(root), "--cache-dir", str(cache), "--out-dir", str(out), "--device", "cpu",
+                              "--rqvae-config", "configs/nope.gin"])
