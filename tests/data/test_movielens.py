@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import data.download as download
+import data.movielens as movielens
 from data.ml1m import load_ml1m
 from data.ml32m import load_ml32m
 from data.movielens import GROUPLENS_URL, filter_min_ratings
@@ -85,6 +86,7 @@ def test_movielens_download_when_missing(tmp_path, monkeypatch):
         return f"{folder}/{filename}"
 
     monkeypatch.setattr(download, "download_url", fake_download_url)
+    monkeypatch.setitem(movielens.GROUPLENS_MD5, "ml-1m", None)  # a fake archive: checksums in tests/data/test_download.py
     raw = load_ml1m(tmp_path / "root")
     assert calls == [GROUPLENS_URL.format(name="ml-1m")] == ["https://files.grouplens.org/datasets/movielens/ml-1m.zip"]
     assert raw.n_users == 25

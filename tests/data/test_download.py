@@ -1,0 +1,48 @@
+"""Downloaded archives are checked against the digest the source publishes before extraction."""
+import hashlib
+import zipfile
+
+import pytest
+
+import data.download as download
+import data.movielens as movielens
+from data.ml1m import load_ml1m
+from tests.fixtures import write_ml1m_raw
+
+
+def fake_grouplens(tmp_path, monkeypatch):
+    """A fake ml-1m.zip served in place of the network; returns its MD5."""
+    source = write_ml1m_raw(tmp_path / "source")
+    archive = tmp_path / "served.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for name in ("ratings.dat", "movies.dat"):
+            z.write(source / "raw" / "ml-1m" / name, f"ml-1m/{name}")
+    payload = archive.read_bytes()
+
+    def fake_download_url(url, folder, log=True, filename=None):
+        (tmp_path / "downloads").mkdir(exist_ok=True)
+        with open(f"{folder}/{filename}", "wb") as f:
+            f.write(payload)
+        return f"{folder}/{filename}"
+
+    monkeypatch.setattr(download, "download_url", fake_download_url)
+    return hashlib.md5(payload).hexdigest()
+
+
+def test_published_ml1m_digest_is_the_grouplens_one():
+    # GroupLens publishes https://files.grouplens.org/datasets/movielens/ml-1m.zip.md5
+    assert movielens.GROUPLENS_MD5["ml-1m"] == "c4d9eecfca2ab87c1945afe126590906"
+
+
+def test_matching_digest_extracts(tmp_path, monkeypatch):
+    digest = fake_grouplens(tmp_path, monkeypatch)
+    monkeypatch.setitem(movielens.GROUPLENS_MD5, "ml-1m", digest)
+    assert load_ml1m(tmp_path / "root").n_users == 25
+
+
+def test_mismatching_digest_deletes_the_download_and_names_the_url(tmp_path, monkeypatch):
+    fake_grouplens(tmp_path, monkeypatch)  # served bytes differ from the real archive's published MD5
+    with pytest.raises(ValueError, match=r"ml-1m\.zip: the download's MD5 is [0-9a-f]{32}, the published one is c4d9ee"):
+        load_ml1m(tmp_path / "root")
+    raw = tmp_path / "root" / "raw"
+    assert sorted(p.name for p in raw.iterdir()) == []  # nothing extracted, the temporary download removed
