@@ -1,0 +1,118 @@
+"""Profile (not a test): where one training step of each stage spends its time.
+
+    python -m bench.profile_step --root ../shared/data/amazon --cache-dir cache [--device cpu|cuda] [--steps 5]
+
+Stage 1: RqVae as configs/rqvae_amazon.gin builds it, batch 1024 of the real item features.
+Stage 2: the paper-size retrieval model of configs/decoder_amazon.gin, batch 256 of real Beauty
+training examples, semantic IDs from a random tokenizer (speed does not depend on which codes).
+Each: `--warmup` untimed steps, then `--steps` steps under torch.profiler; prints the mean step
+time and the top ops by self time, plus how much of the decoder's encoder input is padding.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from data.processed import ItemData, SeqData
+from modules.model import EncoderDecoderRetrievalModel
+from modules.rqvae import RqVae
+from modules.tokenizer import SemanticIdTokenizer
+from train_decoder import data_batch
+
+
+def profile_steps(step_fn, steps: int, warmup: int, device: torch.device, top: int) -> tuple[float, str]:
+    for _ in range(warmup):
+        step_fn()
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        start = time.perf_counter()
+        for _ in range(steps):
+            step_fn()
+        sync()
+        seconds = (time.perf_counter() - start) / steps
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return seconds, prof.key_averages().table(sort_by=sort, row_limit=top, max_name_column_width=40)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--cache-dir", default="cache")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+
+    # ---- stage 1: RQ-VAE step (forward with the fused/reference quantiser, backward, AdamW)
+    features = ItemData(args.root, subset="train", cache_dir=args.cache_dir).features.to(device)
+    rqvae = RqVae(input_dim=features.shape[1], hidden_dims=[512, 256, 128], latent_dim=32, codebook_size=256,
+                  n_layers=3, commitment_weight=0.25).to(device)
+    rqvae.init_codebooks(features[:1024], kmeans_iters=5)
+    opt = torch.optim.AdamW(rqvae.parameters(), lr=3e-3)
+
+    def rqvae_step():
+        batch = features[torch.randperm(len(features), device=device)[:1024]]
+        out = rqvae(batch)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        opt.step()
+
+    seconds, table = profile_steps(rqvae_step, args.steps, args.warmup, device, args.top)
+    print(f"## Stage 1: RQ-VAE step, batch 1024: {seconds * 1e3:.1f} ms/step\n\n{table}\n")
+
+    # ---- stage 2: retrieval model step (paper size), batch 256 of real training examples
+    train = SeqData(args.root, subset="train", cache_dir=args.cache_dir)
+    codes = torch.randint(0, 256, (train.n_items, 3), generator=torch.Generator().manual_seed(0))
+    sem_ids = SemanticIdTokenizer.from_codes(codes, codebook_size=256).sem_ids
+    model = EncoderDecoderRetrievalModel(n_levels=sem_ids.shape[1], codebook_size=256, max_history=train.max_seq_len,
+                                         n_user_buckets=2000, d_model=128, n_heads=6, d_head=64, ff_dim=1024,
+                                         n_encoder_layers=4, n_decoder_layers=4, dropout=0.1).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
+    batches = iter(perm.split(256))
+    lengths = train.history_lengths
+    real_tokens = (1 + lengths * sem_ids.shape[1]).sum().item()
+    padded_tokens = len(lengths) * (1 + train.max_seq_len * sem_ids.shape[1])
+    batch_max = torch.stack([lengths[b].max() for b in perm.split(256)]).float()
+    print(f"## Stage 2 data: {len(train):,} train examples, history length mean {lengths.float().mean():.2f}, "
+          f"max {train.max_seq_len}; encoder tokens real/padded = {real_tokens / padded_tokens:.1%}; "
+          f"batch-256 max length mean {batch_max.mean():.1f} (trimming each batch to its max keeps "
+          f"{(1 + batch_max * sem_ids.shape[1]).mean() / (1 + train.max_seq_len * sem_ids.shape[1]):.0%} of the tokens)\n")
+
+    def gather_time():
+        start = time.perf_counter()
+        for _ in range(20):
+            data_batch(train, next(batches), sem_ids, device)
+        return (time.perf_counter() - start) / 20
+
+    print(f"host batch gather (SeqData.history_batch + sem_id_batch + .to): {gather_time() * 1e3:.2f} ms/batch\n")
+
+    def decoder_step():
+        batch = data_batch(train, next(batches), sem_ids, device)
+        with autocast:
+            logits = model(batch["user_ids"], batch["history"], batch["target"])
+        loss = model.loss(logits, batch["target"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+
+    seconds, table = profile_steps(decoder_step, args.steps, args.warmup, device, args.top)
+    print(f"## Stage 2: retrieval model step (4+4 layers, d 128), batch 256: {seconds * 1e3:.1f} ms/step\n\n{table}")
+
+
+if __name__ == "__main__":
+    main()
