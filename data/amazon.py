@@ -44,24 +44,38 @@ def ensure_raw(root: str | Path, split: str) -> Path:
     return folder
 
 
-def read_sequences(path: Path) -> pl.DataFrame:
-    """`sequential_data.txt` -> columns user, item (0-based), each user's items oldest first."""
+def read_sequences(path: Path, n_items: int | None = None) -> pl.DataFrame:
+    """`sequential_data.txt` -> columns user, item (0-based), each user's items oldest first.
+
+    Every line must hold a user and at least 3 items (leave-one-out needs a training, a validation
+    and a test target; the P5 data is 5-core, so a shorter line means a damaged file: it is an
+    error naming the line, not a silent skip that would renumber the users). With `n_items`, an
+    item id outside 1..n_items is an error naming the line and the id."""
     lines = pl.read_csv(path, has_header=False, new_columns=["line"], separator="\t", quote_char=None)
     ids = lines.with_row_index("row").with_columns(
-        pl.col("line").str.strip_chars().str.split(" ").alias("ids")
+        pl.col("line").fill_null("").str.strip_chars().str.split(" ").alias("ids")  # an empty line is null
     )
-    bad = ids.filter(pl.col("ids").list.len() < 2)
+    bad = ids.filter(pl.col("ids").list.len() < 4)
     if len(bad):
-        raise ValueError(f"{path}:{bad['row'][0] + 1}: expected 'user_id item_id ...'")
+        row, tokens = bad["row"][0], bad["ids"][0].to_list()
+        n = len([t for t in tokens if t])
+        raise ValueError(f"{path}:{row + 1}: expected 'user_id item_id item_id item_id ...' (a user with at least "
+                         f"3 items: train, valid and test targets), got {max(n - 1, 0)} item(s) in {' '.join(tokens)!r}")
     table = ids.select(
+        "row",
         pl.col("ids").list.first().alias("user"),
         pl.col("ids").list.slice(1).alias("item"),
     ).explode("item")
     try:
-        table = table.select(pl.col("user").cast(pl.Int64) - 1, pl.col("item").cast(pl.Int64) - 1)
+        table = table.select("row", pl.col("user").cast(pl.Int64) - 1, pl.col("item").cast(pl.Int64) - 1)
     except pl.exceptions.InvalidOperationError as e:
         raise ValueError(f"{path}: non-integer id ({e})") from None
-    return table
+    if n_items is not None:
+        unknown = table.filter((pl.col("item") < 0) | (pl.col("item") >= n_items))
+        if len(unknown):
+            raise ValueError(f"{path}:{unknown['row'][0] + 1}: item id {unknown['item'][0] + 1} is not in "
+                             f"datamaps.json (id2item knows 1..{n_items})")
+    return table.drop("row")
 
 
 def read_meta(path: Path) -> dict[str, dict]:
@@ -84,9 +98,9 @@ def read_meta(path: Path) -> dict[str, dict]:
 
 def load_amazon(root: str | Path, split: str) -> RawData:
     folder = ensure_raw(root, split)
-    interactions = read_sequences(folder / "sequential_data.txt")
     with open(folder / "datamaps.json") as f:
         id2item = json.load(f)["id2item"]
+    interactions = read_sequences(folder / "sequential_data.txt", n_items=len(id2item))
     meta = read_meta(folder / "meta.json.gz")
 
     n_items = len(id2item)

@@ -58,11 +58,21 @@ def cache_path(folder: Path, texts: list[str], model: str | None, template: str)
 def cached_item_embeddings(texts: list[str], folder: Path, model: str | None, template: str,
                            force: bool = False) -> torch.Tensor:
     """Embeddings [n, d] of `texts`, read from `folder` when present, else encoded and saved."""
+    from data.processed import REBUILD_ADVICE, CacheError, load_cache_file
+
     path = cache_path(folder, texts, model, template)
     if path.is_file() and not force:
-        cached = torch.load(path, weights_only=True)
+        cached = load_cache_file(path)
+        if "sha256" in cached and tensor_sha256(cached["embeddings"]) != cached["sha256"]:
+            raise CacheError(f"cache file {path}: the embeddings do not match their recorded SHA-256 (corrupted); "
+                             f"{REBUILD_ADVICE}")
         if cached["embeddings"].shape[0] == len(texts):
             return cached["embeddings"]
     vectors = encode_texts(texts, model)
-    atomic_torch_save({"model": model or DEFAULT_MODEL, "template": template, "embeddings": vectors}, path)
+    atomic_torch_save({"model": model or DEFAULT_MODEL, "template": template, "embeddings": vectors,
+                       "sha256": tensor_sha256(vectors)}, path)
     return vectors
+
+
+def tensor_sha256(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()

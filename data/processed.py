@@ -26,8 +26,22 @@ from data.ml32m import load_ml32m
 from data.raw_data import RawData
 from data.splits import gather_histories, leave_one_out
 from modules.atomic_io import atomic_torch_save, atomic_write
+from modules.checkpointing import file_sha256
 
 CACHE_VERSION = 1
+REBUILD_ADVICE = "delete it, or rebuild the cache with `python -m data ... --force-process` (ItemData/SeqData force_process=True)"
+
+
+class CacheError(RuntimeError):
+    """A cache file that cannot be trusted: it is never used, the message names it."""
+
+
+def load_cache_file(path: Path) -> dict:
+    """torch.load a cache file; a truncated or unreadable one raises CacheError naming it."""
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception as e:  # truncated zip, bad pickle: do not guess what it held
+        raise CacheError(f"cache file {path} is truncated or corrupted ({type(e).__name__}: {e}); {REBUILD_ADVICE}") from e
 RAW_LOADS = 0  # how many times raw files were parsed (tests assert on it)
 
 
@@ -66,14 +80,23 @@ def load_processed(root: str | Path, dataset: RecDataset, split: str, cache_dir:
     folder = cache_folder(cache_dir, dataset, split)
     table_path, items_path = folder / "interactions.parquet", folder / "items.pt"
     if not force_process and table_path.is_file() and items_path.is_file():
-        items = torch.load(items_path, weights_only=True)
+        items = load_cache_file(items_path)
         if items.get("version") == CACHE_VERSION:
-            return RawData(pl.read_parquet(table_path), items["n_users"], items["n_items"],
+            # the table's SHA-256 is recorded beside it: a damaged parquet is refused, not half-read
+            if "interactions_sha256" in items and file_sha256(table_path) != items["interactions_sha256"]:
+                raise CacheError(f"cache file {table_path} does not match the SHA-256 recorded in {items_path}: "
+                                 f"it is corrupted; {REBUILD_ADVICE}")
+            try:
+                table = pl.read_parquet(table_path)
+            except Exception as e:
+                raise CacheError(f"cache file {table_path} is unreadable ({type(e).__name__}: {e}); {REBUILD_ADVICE}") from e
+            return RawData(table, items["n_users"], items["n_items"],
                            items["titles"], items["texts"], items["extra_features"])
     raw = load_raw(root, dataset, split)
     atomic_write(table_path, lambda tmp: raw.interactions.write_parquet(tmp))
     atomic_torch_save({"version": CACHE_VERSION, "n_users": raw.n_users, "n_items": raw.n_items,
-                       "titles": raw.titles, "texts": raw.texts, "extra_features": raw.extra_features}, items_path)
+                       "titles": raw.titles, "texts": raw.texts, "extra_features": raw.extra_features,
+                       "interactions_sha256": file_sha256(table_path)}, items_path)
     return raw
 
 
