@@ -126,6 +126,11 @@ def train(
     run_dir = Path(save_dir) / f"{dataset}-{split}"
     checkpoint_path = run_dir / "checkpoint.pt"
     bindings = gin_bindings(train)
+    state = None
+    if resume and checkpoint_path.exists():  # checked before the data: a refused resume embeds nothing
+        state = load_checkpoint(checkpoint_path, map_location=device)
+        check_resume_config(state["manifest"], bindings, path=checkpoint_path, force=force_resume,
+                            ignore=RESUMABLE_CHANGES)
 
     # ---- data: item content embeddings; a held-out slice only for the reconstruction loss
     items = dict(root=dataset_folder, dataset=dataset, split=split, held_out_fraction=held_out_fraction,
@@ -148,10 +153,7 @@ def train(
     opt = make_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad], learning_rate, weight_decay)
     counts = torch.zeros(n_layers, codebook_size, dtype=torch.long, device=device)  # this rank's code picks since last restart
     step, last_saved_step = 0, None
-    if resume and checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path, map_location=device)
-        check_resume_config(state["manifest"], bindings, path=checkpoint_path, force=force_resume,
-                            ignore=RESUMABLE_CHANGES)
+    if state is not None:
         saved_dim = state["model_kwargs"]["input_dim"]
         if saved_dim != catalogue.feature_dim:  # e.g. the cache now holds another encoder's vectors
             raise CheckpointError(
@@ -261,6 +263,7 @@ def train(
 
 
 def main(argv: list[str] | None = None) -> dict:
+    gin.clear_config()  # a fresh config per call (tests and notebooks call main() repeatedly)
     parse_gin_args(train, argv, description=__doc__.splitlines()[0])
     try:
         result = train()
