@@ -6,11 +6,16 @@
 #
 # 1. the ops tests on CUDA (compiled Triton kernel vs the PyTorch reference, plus TestCuda),
 # 2. python -m ops.bench (fused vs eager vs torch.compile, B in {4k, 64k, 1M}, fp32 and bf16),
-# 3. a timed short end-to-end Beauty run of both stages (PLACEHOLDER below, filled in by the lead).
+# 3. python -m bench.time_to_quality on Beauty with configs/*_fast.gin (one seed; TTQ_SEEDS for more).
 # Each step's log goes to the output folder; a summary table is printed at the end and saved
 # as summary.md. A failing step does not stop the later ones. At most 8 files are written
 # (the device tool brings back 8): summary.md, ops_tests.log, ops_bench.md, ops_bench.log,
-# ops_bench.json, and the Beauty run's logs.
+# ops_bench.json, time_to_quality.{md,json,log}. SKIP_OPS=1 runs step 3 alone.
+#
+# On the lent GPU machine (working tree only, no network, no ../shared): first, here,
+#   bash bench/prepare_gpu_carry.sh ../shared/data/amazon cache    # -> .gpu_carry/ (wheels, raw Beauty, embeddings)
+# then with the device tool: run(command="bash bench/gpu_check.sh", carry=[".gpu_carry"], timeout_s=600).
+# The device image lacks gin-config and polars: they are installed from .gpu_carry/whl into /tmp/site.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR="${OUT:-./gpu_check_out}"
@@ -19,6 +24,12 @@ PY="${PYTHON:-python3}"
 export PYTHONUNBUFFERED=1
 unset TRITON_INTERPRET  # compiled kernels on CUDA tensors, not the CPU interpreter
 unset TIGER_FORCE_REFERENCE  # the dispatcher must take the kernel
+
+CARRY=.gpu_carry
+if ! "$PY" -c "import gin, polars" 2>/dev/null && [ -d "$CARRY/whl" ]; then  # no package index there
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$CARRY"/whl/*.whl \
+        && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
 
 if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
     echo "no CUDA GPU visible to $PY: this script is for a GPU machine (CPU tests: python -m pytest -q tests/ops)" >&2
@@ -38,6 +49,7 @@ step() {  # step NAME LOG COMMAND...: run, tee the output into LOG, record statu
     ROWS+=("| $name | $status | $((SECONDS - start)) | $log |")
 }
 
+if [ "${SKIP_OPS:-0}" != 1 ]; then
 # --- 1. kernel tests on CUDA
 step "ops tests (CUDA)" ops_tests.log "$PY" -m pytest -q -p no:cacheprovider -rs tests/ops
 
@@ -49,18 +61,29 @@ rc=$?
 cat "$OUT_DIR/ops_bench.md"
 [ "$rc" -eq 0 ] && status="ok" || { status="FAILED (exit $rc)"; tail -n 30 "$OUT_DIR/ops_bench.log"; }
 ROWS+=("| ops benchmark | $status | $((SECONDS - start)) | ops_bench.md |")
+fi
 
-# ======================= PLACEHOLDER: timed end-to-end Beauty run (the lead fills this in) =======================
-# Both stages, short, timed; each entry point prints one JSON line of final metrics last.
-# The GPU image lacks gin-config (and other requirements): carry them as wheels in .whl/ (device README)
-# and install them first; carry the Beauty raw data inside the repo (e.g. raw_data/amazon, gitignored).
-# Example shape of the two steps (bindings to be decided by the lead):
-#   step "Beauty: train_rqvae" beauty_rqvae.log "$PY" train_rqvae.py configs/rqvae_amazon.gin \
-#       --gin 'train.dataset_folder="raw_data/amazon"' --gin 'train.save_dir="'"$OUT_DIR"'/runs"'
-#   step "Beauty: train_decoder" beauty_decoder.log "$PY" train_decoder.py configs/decoder_amazon.gin \
-#       --gin 'train.dataset_folder="raw_data/amazon"' --gin 'train.tokenizer_dir="'"$OUT_DIR"'/runs"'
-# (checkpoints under $OUT_DIR/runs would be too deep/large to come back: keep only the logs there.)
-# ==================================================== END PLACEHOLDER ===========================================
+# --- 3. time to quality: raw Beauty -> features, stage 1, stage 2, test evaluation, timed
+# python -m bench.time_to_quality with the fast configs on CUDA; checkpoints stay in /tmp (too big
+# to come back), the table and JSON go to the output folder. TTQ_SEEDS="42 43 44" for the 3-seed mean
+# (about 3x the time: run it alone, SKIP_OPS=1). TTQ_ARGS adds arguments, e.g.
+# TTQ_ARGS="--decoder-gin train.iterations=2000" for a quick look.
+TTQ_ROOT="${TTQ_ROOT:-$CARRY/amazon}"
+if [ -d "$TTQ_ROOT/raw/beauty" ]; then
+    TTQ_CACHE=/tmp/ttq_cache TTQ_RUNS=/tmp/ttq_runs
+    rm -rf "$TTQ_CACHE" "$TTQ_RUNS"
+    mkdir -p "$TTQ_CACHE"
+    [ -d "$CARRY/cache" ] && cp -r "$CARRY/cache/." "$TTQ_CACHE/"  # the item embeddings: reported as cached
+    # shellcheck disable=SC2086
+    step "time to quality (Beauty, seeds ${TTQ_SEEDS:-42})" time_to_quality.log \
+        "$PY" -m bench.time_to_quality --root "$TTQ_ROOT" --cache-dir "$TTQ_CACHE" --out-dir "$TTQ_RUNS" \
+        --device cuda --seeds ${TTQ_SEEDS:-42} \
+        --rqvae-config configs/rqvae_amazon_fast.gin --decoder-config configs/decoder_amazon_fast.gin ${TTQ_ARGS:-}
+    cp "$TTQ_RUNS/time_to_quality.md" "$TTQ_RUNS/time_to_quality.json" "$OUT_DIR/" 2>/dev/null
+else
+    echo "no Beauty data at $TTQ_ROOT/raw/beauty: time to quality skipped (bash bench/prepare_gpu_carry.sh, carry .gpu_carry)"
+    ROWS+=("| time to quality | SKIPPED (no data at $TTQ_ROOT) | 0 | |")
+fi
 
 # --- summary
 {
@@ -77,7 +100,7 @@ EOF
     echo "| --- | --- | ---: | --- |"
     printf '%s\n' "${ROWS[@]}"
     echo
-    echo "ops tests: $(tail -n 1 "$OUT_DIR/ops_tests.log")"
+    [ -f "$OUT_DIR/ops_tests.log" ] && echo "ops tests: $(tail -n 1 "$OUT_DIR/ops_tests.log")"
     "$PY" - "$OUT_DIR/ops_bench.json" <<'EOF'
 import json, sys
 try:
@@ -92,4 +115,5 @@ for row in r["rows"]:
 if "target_met" in r:
     print(f"target (B=1M fp32 fused fwd >= 5x eager and >= 50% copy BW): {'MET' if r['target_met'] else 'NOT MET'}")
 EOF
+    [ -f "$OUT_DIR/time_to_quality.md" ] && { echo; cat "$OUT_DIR/time_to_quality.md"; }
 } | tee "$OUT_DIR/summary.md"

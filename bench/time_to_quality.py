@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import importlib
 import json
 import os
 import platform
@@ -39,6 +38,14 @@ from data.item_embeddings import cache_path
 from data.item_text import TEXT_TEMPLATE
 from data.processed import ItemData, SeqData, as_dataset, cache_folder, load_processed
 from modules.atomic_io import atomic_write_text
+
+# The three entry points, imported before any of them parses a config (gin refuses new
+# configurables once a config has been parsed).
+import evaluate  # noqa: E402  (imports train_decoder)
+import train_decoder  # noqa: E402
+import train_rqvae  # noqa: E402
+
+ENTRY_POINTS = {"train_rqvae": train_rqvae, "train_decoder": train_decoder, "evaluate": evaluate}
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
@@ -56,7 +63,7 @@ def device_name(device: str) -> str:
 def run_entry_point(module: str, argv: list[str]) -> tuple[dict, float]:
     """<module>.main(argv) in this process -> (its result, wall seconds). Its JSON line goes to
     stderr with its logs, so this script's stdout is the table alone."""
-    entry = importlib.import_module(module)
+    entry = ENTRY_POINTS[module]
     gin.clear_config()  # each entry point starts from its own config
     gc.collect()
     if torch.cuda.is_available():
