@@ -1,0 +1,101 @@
+import pytest
+import torch
+
+from data.processed import SeqData
+from modules.batching import ResidentExamples, length_bucketed_batches, trim_history
+from modules.model import EncoderDecoderRetrievalModel, sem_id_batch
+from modules.tokenizer import SemanticIdTokenizer
+from tests.fixtures import write_amazon_raw
+from train_decoder import data_batch
+
+
+def skewed_lengths(n: int, max_len: int = 20, seed: int = 0) -> torch.Tensor:
+    """Mostly short histories, a few long ones (like Amazon's)."""
+    g = torch.Generator().manual_seed(seed)
+    return (1 + (torch.rand(n, generator=g) ** 3 * max_len).long()).clamp(max=max_len)
+
+
+def test_bucketed_batches_cover_each_example_once_and_cut_padding():
+    lengths = skewed_lengths(10_000)
+    lengths[123] = 20  # at least one full-length history
+    batches, max_lengths = length_bucketed_batches(lengths, 256, torch.Generator().manual_seed(1), pool_batches=8)
+    assert batches.shape == (10_000 // 256, 256)
+    assert len(torch.unique(batches)) == batches.numel()  # no example twice in an epoch
+    assert torch.equal(max_lengths, lengths[batches].max(dim=1).values)
+    # Padded tokens per epoch: bucketed batches trimmed to their max vs random batches trimmed to theirs.
+    random = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(1))[:batches.numel()].view_as(batches)
+    random_cost = (lengths[random].max(dim=1).values * 256).sum()
+    bucketed_cost = (max_lengths * 256).sum()
+    real = lengths[batches].sum()
+    assert bucketed_cost < 0.6 * random_cost and bucketed_cost >= real
+    # A function of the generator's state only (exact resume); another seed, another order.
+    again, _ = length_bucketed_batches(lengths, 256, torch.Generator().manual_seed(1), pool_batches=8)
+    other, _ = length_bucketed_batches(lengths, 256, torch.Generator().manual_seed(2), pool_batches=8)
+    assert torch.equal(batches, again) and not torch.equal(batches, other)
+
+
+def test_one_batch_per_pool_is_plain_shuffling():
+    # pool_batches=1: sorting inside a batch changes no batch's members -> the batches of a plain
+    # random permutation (the same generator's first draw), in another order.
+    lengths = skewed_lengths(1000)
+    batches, _ = length_bucketed_batches(lengths, 100, torch.Generator().manual_seed(3), pool_batches=1)
+    plain = torch.randperm(1000, generator=torch.Generator().manual_seed(3)).view(10, 100)
+    as_sets = lambda b: sorted(tuple(sorted(row.tolist())) for row in b)
+    assert as_sets(batches) == as_sets(plain)
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    base = tmp_path_factory.mktemp("batching")
+    root = write_amazon_raw(base / "amazon", n_users=30, n_items=40)
+    train = SeqData(str(root), "amazon", "beauty", "train", max_seq_len=20, cache_dir=str(base / "cache"))
+    codes = torch.randint(0, 4, (40, 3), generator=torch.Generator().manual_seed(0))
+    return train, SemanticIdTokenizer.from_codes(codes, codebook_size=8).sem_ids
+
+
+def test_resident_batches_equal_host_batches(toy):
+    train, sem_ids = toy
+    resident = ResidentExamples(train, sem_ids, torch.device("cpu"))
+    index = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:16]
+    host = data_batch(train, index, sem_ids, torch.device("cpu"))
+    device = resident.batch(index)
+    assert host.keys() == device.keys()
+    for k in host:
+        assert torch.equal(host[k], device[k]), k
+    assert torch.equal(resident.lengths, train.history_lengths)
+
+
+def test_trimmed_batch_gives_the_padded_batch_logits_loss_and_gradients(toy):
+    train, sem_ids = toy
+    torch.manual_seed(0)
+    model = EncoderDecoderRetrievalModel(n_levels=4, codebook_size=8, max_history=20, n_user_buckets=50, d_model=32,
+                                         n_heads=2, d_head=16, ff_dim=64, n_encoder_layers=2, n_decoder_layers=2,
+                                         dropout=0.0)
+    index = torch.nonzero(train.history_lengths <= 3).flatten()[:12]  # short histories: most columns are padding
+    batch = data_batch(train, index, sem_ids, torch.device("cpu"))
+    longest = int(train.history_lengths[index].max())
+    assert 2 <= longest < 20
+    trimmed = trim_history(batch, longest)
+    assert trimmed["history"].shape[1] == longest and torch.equal(trimmed["history"], batch["history"][:, :longest])
+
+    def loss_and_grads(b):
+        model.zero_grad()
+        logits = model(b["user_ids"], b["history"], b["target"])
+        loss = model.loss(logits, b["target"])
+        loss.backward()
+        return logits.detach(), loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    full_logits, full_loss, full_grads = loss_and_grads(batch)
+    trim_logits, trim_loss, trim_grads = loss_and_grads(trimmed)
+    torch.testing.assert_close(trim_logits, full_logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(trim_loss, full_loss, rtol=1e-6, atol=1e-6)
+    for name in full_grads:
+        if name == "item_pos_emb.weight":  # positions past `longest` get zero gradient either way
+            torch.testing.assert_close(trim_grads[name][:longest], full_grads[name][:longest], rtol=1e-4, atol=1e-6)
+            assert full_grads[name][longest:].abs().max() < 1e-6
+            continue
+        torch.testing.assert_close(trim_grads[name], full_grads[name], rtol=1e-4, atol=1e-6)
+    # Trimming into real items would change the result: the comparison can fail.
+    cut = trim_history(batch, longest - 1)
+    cut_gap = (model(cut["user_ids"], cut["history"], cut["target"]) - full_logits).abs().max()
+    assert cut_gap > 100 * (trim_logits - full_logits).abs().max() and cut_gap > 1e-5
