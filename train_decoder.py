@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from data.processed import SeqData
 from modules.atomic_io import atomic_write_text
+from modules.batching import ResidentExamples, length_bucketed_batches, trim_history
 from modules.beam_search import constrained_beam_search
 from modules.checkpointing import CheckpointError, check_resume_config, file_sha256, gin_bindings, load_checkpoint, save_checkpoint
 from modules.distributed import (DistEnv, all_reduce_sum, barrier, init_distributed, rank_rng_states,
@@ -47,7 +48,7 @@ METRIC_KS = (1, 5, 10)
 LOG_EVERY = 100  # steps between reads of the training loss (each read waits for the GPU)
 # Bindings that may change between a run and its resumption (extend a run, evaluation and logging).
 RESUMABLE_CHANGES = ("iterations", "resume", "force_resume", "eval_batch_size", "device", "num_threads",
-                     "use_wandb", "wandb_project")
+                     "use_wandb", "wandb_project", "resident_data", "compile_model")  # the last two: same batches, same math
 
 
 def run_dir(save_dir: str, dataset: str, split: str) -> Path:
@@ -108,6 +109,9 @@ def train(
     weight_decay: float = 0.01,
     warmup_steps: int = 10_000,
     grad_clip: float = 1.0,
+    bucket_by_length: bool = False,       # batches of similar history length, trimmed: no padding work
+    resident_data: bool = False,          # training examples on the device, gathered there (GPU path)
+    compile_model: bool = False,          # torch.compile the training forward
     n_user_buckets: int = 2000,
     d_model: int = 128,
     n_heads: int = 6,
@@ -199,12 +203,15 @@ def train(
         import wandb
         wandb_run = wandb.init(project=wandb_project, config=bindings, name=f"decoder-{dataset}-{split}", resume="allow")
 
-    # Batches without replacement: epoch e visits randperm(seed + e); a step's batch depends on
-    # the step only, so a resumed run sees exactly the batches an uninterrupted one would.
+    # Batches without replacement: epoch e visits randperm(seed + e) (bucket_by_length: that permutation
+    # grouped by history length, modules/batching.py); a step's batch depends on the step only, so a
+    # resumed run sees exactly the batches an uninterrupted one would.
     steps_per_epoch = len(train_data) // batch_size  # the GLOBAL batch: each of N ranks trains on batch_size / N
     if steps_per_epoch == 0:
         raise ValueError(f"train.batch_size={batch_size} exceeds the {len(train_data)} training examples")
-    perm_epoch, perm = -1, None
+    perm_epoch, batches, max_lengths = -1, None, None
+    resident = ResidentExamples(train_data, sem_ids, dev) if resident_data else None
+    forward = torch.compile(ddp_model) if compile_model else ddp_model  # `model` keeps the weights and state_dict
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")  # bf16 on GPUs only
     start_time = time.time()
     nonfinite = FirstNonFiniteStep(dev)
@@ -212,12 +219,22 @@ def train(
     while step < iterations:
         epoch, offset = divmod(step, steps_per_epoch)
         if epoch != perm_epoch:
-            perm_epoch, perm = epoch, torch.randperm(len(train_data), generator=torch.Generator().manual_seed(seed + epoch))
-        global_index = perm[offset * batch_size:(offset + 1) * batch_size]  # identical on every rank
-        batch = data_batch(train_data, shard(global_index, env), sem_ids, dev)
+            generator = torch.Generator().manual_seed(seed + epoch)
+            if bucket_by_length:
+                batches, max_lengths = length_bucketed_batches(train_data.history_lengths, batch_size, generator)
+            else:
+                batches = torch.randperm(len(train_data), generator=generator)[:steps_per_epoch * batch_size]
+                batches = batches.view(steps_per_epoch, batch_size)
+            if resident is not None:
+                batches = batches.to(dev)  # once per epoch: no host-to-device copy per step
+            perm_epoch = epoch
+        index = shard(batches[offset], env)  # the global batch is identical on every rank
+        batch = resident.batch(index) if resident is not None else data_batch(train_data, index, sem_ids, dev)
+        if max_lengths is not None:
+            batch = trim_history(batch, max_lengths[offset])  # the global batch's longest history (CPU, no sync)
         model.train()
         with autocast:
-            logits = ddp_model(batch["user_ids"], batch["history"], batch["target"])
+            logits = forward(batch["user_ids"], batch["history"], batch["target"])
         loss = model.loss(logits, batch["target"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,0 +1,64 @@
+"""The fast-path switches of train_decoder.py preserve what is trained (CPU checks)."""
+import os
+
+import pytest
+import torch
+
+import modules.batching
+import train_decoder
+from tests.test_train_decoder import stage1, tiny_run_args  # noqa: F401 (pytest fixture)
+
+
+def weights(path):
+    return torch.load(path / "decoder" / "amazon-beauty" / "checkpoint.pt", weights_only=True)["model"]
+
+
+def train_run(base, name, iterations, *bindings):
+    args = tiny_run_args(base, iterations, [a for b in (f'train.save_dir="{base / name / "decoder"}"', *bindings)
+                                            for a in ("--gin", b)])
+    return train_decoder.main(args), weights(base / name)
+
+
+def test_resident_data_trains_exactly_like_host_batches(stage1):
+    host_result, host = train_run(stage1, "host", 20)
+    res_result, res = train_run(stage1, "resident", 20, "train.resident_data=True")
+    for k in host:
+        torch.testing.assert_close(res[k], host[k], rtol=0, atol=0)
+    assert res_result["valid_history"] == host_result["valid_history"]
+
+
+def test_bucketed_trimmed_batches_train_like_the_same_batches_padded(stage1, monkeypatch):
+    # No dropout: the padded and the trimmed forward then compute the same function.
+    bucketed = ("train.bucket_by_length=True", "train.dropout=0.0")
+    trimmed_result, trimmed = train_run(stage1, "trimmed", 20, *bucketed)
+    monkeypatch.setattr(train_decoder, "trim_history", lambda batch, length: batch)  # same batches, full padding
+    padded_result, padded = train_run(stage1, "padded", 20, *bucketed)
+    for k in padded:
+        torch.testing.assert_close(trimmed[k], padded[k], rtol=1e-4, atol=1e-5)
+    for a, b in zip(trimmed_result["valid_history"], padded_result["valid_history"]):
+        assert a == pytest.approx(b, abs=1e-6)
+    # ... and the bucketed batches really are other batches than plain shuffling's.
+    _, plain = train_run(stage1, "plain", 20, "train.dropout=0.0")
+    assert any(not torch.allclose(plain[k], padded[k], atol=1e-5) for k in plain)
+
+
+def test_bucketed_batches_are_trimmed_and_resume_exactly(stage1, monkeypatch):
+    widths = []
+    real_trim = modules.batching.trim_history
+    monkeypatch.setattr(train_decoder, "trim_history",
+                        lambda batch, length: widths.append(int(length)) or real_trim(batch, length))
+    train_run(stage1, "resumed", 20, "train.bucket_by_length=True", "train.resident_data=True")
+    assert len(widths) == 20 and min(widths) < 20  # short batches ran with fewer history columns
+    train_run(stage1, "resumed", 30, "train.bucket_by_length=True", "train.resident_data=True")
+    _, straight = train_run(stage1, "straight", 30, "train.bucket_by_length=True", "train.resident_data=False")
+    resumed = weights(stage1 / "resumed")
+    for k in straight:
+        torch.testing.assert_close(resumed[k], straight[k], rtol=0, atol=0)
+
+
+@pytest.mark.skipif(not os.environ.get("TIGER_SLOW_TESTS"), reason="compiling on the CPU takes ~80 s: TIGER_SLOW_TESTS=1")
+def test_compiled_forward_trains_like_eager(stage1):
+    _, eager = train_run(stage1, "eager", 6, "train.dropout=0.0", "train.eval_every=6")
+    _, compiled = train_run(stage1, "compiled", 6, "train.dropout=0.0", "train.eval_every=6", "train.compile_model=True")
+    for k in eager:
+        torch.testing.assert_close(compiled[k], eager[k], rtol=1e-4, atol=1e-5)
