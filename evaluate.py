@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     start = time.time()
     found = recommend(model, data, tokenizer.sem_ids, trie, beam_width, top_k,
-                      opts.batch_size or cfg["eval_batch_size"], dev, progress=True)
+                      opts.batch_size or cfg["eval_batch_size"], dev, progress=True,
+                      sort_by_length=cfg["eval_sort_by_length"])
     seconds = time.time() - start
     ranked = found["item_ids"]  # [M, top_k]
     # Validity, checked independently of the beam search's own bookkeeping: every returned

@@ -48,7 +48,7 @@ METRIC_KS = (1, 5, 10)
 LOG_EVERY = 100  # steps between reads of the training loss (each read waits for the GPU)
 # Bindings that may change between a run and its resumption (extend a run, evaluation and logging).
 RESUMABLE_CHANGES = ("iterations", "resume", "force_resume", "eval_batch_size", "device", "num_threads",
-                     "use_wandb", "wandb_project", "resident_data", "compile_model")  # the last two: same batches, same math
+                     "use_wandb", "wandb_project", "resident_data", "compile_model", "eval_sort_by_length")  # the last three: same batches, same results
 
 
 def run_dir(save_dir: str, dataset: str, split: str) -> Path:
@@ -72,15 +72,23 @@ def data_batch(data: SeqData, index: torch.Tensor, sem_ids: torch.Tensor, device
 @torch.no_grad()
 def recommend(model: EncoderDecoderRetrievalModel, data: SeqData, sem_ids: torch.Tensor, trie: SemanticIdTrie,
               beam_width: int, top_k: int, batch_size: int, device: torch.device,
-              index: torch.Tensor | None = None, progress: bool = False) -> dict[str, torch.Tensor]:
-    """Top-k for examples `index` (default: all) of a split: item_ids [M, top_k], sem_ids [M, top_k, T], scores [M, top_k]."""
+              index: torch.Tensor | None = None, progress: bool = False,
+              sort_by_length: bool = False) -> dict[str, torch.Tensor]:
+    """Top-k for examples `index` (default: all) of a split: item_ids [M, top_k], sem_ids [M, top_k, T], scores [M, top_k].
+    sort_by_length: chunks of users with similar history lengths, each trimmed to its longest history
+    (less padding to encode and to cache for cross-attention: larger chunks fit); same results, in `index` order."""
     index = torch.arange(len(data)) if index is None else index
+    order = torch.argsort(data.history_lengths[index], stable=True) if sort_by_length else torch.arange(len(index))
     out = {"item_ids": [], "sem_ids": [], "scores": []}
-    for chunk in tqdm(index.split(batch_size), desc="beam search", disable=not progress, file=sys.stderr, leave=False):
-        found = constrained_beam_search(model, data_batch(data, chunk, sem_ids, device), trie, beam_width, top_k)
+    for chunk in tqdm(index[order].split(batch_size), desc="beam search", disable=not progress, file=sys.stderr, leave=False):
+        batch = data_batch(data, chunk, sem_ids, device)
+        if sort_by_length:
+            batch = trim_history(batch, data.history_lengths[chunk].max())
+        found = constrained_beam_search(model, batch, trie, beam_width, top_k)
         for k in out:
             out[k].append(found[k].cpu())
-    return {k: torch.cat(v) for k, v in out.items()}
+    unsort = torch.argsort(order)
+    return {k: torch.cat(v)[unsort] for k, v in out.items()}
 
 
 def retrieval_metrics(ranked_items: torch.Tensor, targets: torch.Tensor, env: DistEnv | None = None) -> dict[str, float]:
@@ -123,6 +131,7 @@ def train(
     eval_every: int = 10_000,
     eval_beam_width: int = 10,
     eval_batch_size: int = 512,
+    eval_sort_by_length: bool = False,    # beam search on length-sorted, trimmed chunks of users
     valid_max_users: int | None = None,   # None: the whole validation split
     select_metric: str = "ndcg@10",
     seed: int = 42,
@@ -256,7 +265,7 @@ def train(
         if evaluating:
             with autocast:
                 found = recommend(model, valid_data, sem_ids, trie, eval_beam_width, max(METRIC_KS),
-                                  eval_batch_size, dev, valid_shard)
+                                  eval_batch_size, dev, valid_shard, sort_by_length=eval_sort_by_length)
             metrics = retrieval_metrics(found["item_ids"], valid_data.targets[valid_shard], env)
             history.append({"step": step, **metrics})
             if env.is_main:

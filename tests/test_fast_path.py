@@ -62,3 +62,26 @@ def test_compiled_forward_trains_like_eager(stage1):
     _, compiled = train_run(stage1, "compiled", 6, "train.dropout=0.0", "train.eval_every=6", "train.compile_model=True")
     for k in eager:
         torch.testing.assert_close(compiled[k], eager[k], rtol=1e-4, atol=1e-5)
+
+
+def test_length_sorted_trimmed_beam_search_returns_the_same_ranking(stage1):
+    from data.processed import SeqData
+    from modules.model import EncoderDecoderRetrievalModel
+    from modules.tokenizer import SemanticIdTokenizer
+
+    tokenizer = SemanticIdTokenizer.load(stage1 / "rqvae" / "amazon-beauty" / "semantic_ids.pt")
+    data = SeqData(str(stage1 / "amazon"), "amazon", "beauty", "valid", max_seq_len=20, cache_dir=str(stage1 / "cache"))
+    torch.manual_seed(0)
+    model = EncoderDecoderRetrievalModel(n_levels=4, codebook_size=8, max_history=20, n_user_buckets=50, d_model=32,
+                                         n_heads=2, d_head=16, ff_dim=64, n_encoder_layers=2, n_decoder_layers=2)
+    with torch.no_grad():  # weights far from the near-uniform init: well-separated scores, no ties
+        for p in model.parameters():
+            p.normal_(0, 0.5)
+    trie = tokenizer.trie()
+    index = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:25]  # not in length order
+    args = (model, data, tokenizer.sem_ids, trie, 10, 10, 7, torch.device("cpu"), index)
+    plain = train_decoder.recommend(*args)
+    sorted_ = train_decoder.recommend(*args, sort_by_length=True)
+    assert data.history_lengths[index].unique().numel() > 3  # chunks of 7 really get trimmed differently
+    assert torch.equal(sorted_["item_ids"], plain["item_ids"]) and torch.equal(sorted_["sem_ids"], plain["sem_ids"])
+    torch.testing.assert_close(sorted_["scores"], plain["scores"], rtol=1e-5, atol=1e-5)
