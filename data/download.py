@@ -7,27 +7,24 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import sys
 import tempfile
-import urllib.request
-import zipfile
 from pathlib import Path
 
 
 def download_url(url: str, folder: str, log: bool = True, filename: str | None = None) -> str:
-    """Stream `url` into `folder/filename`; returns the file's path."""
-    path = Path(folder) / (filename or url.rsplit("/", 1)[-1])
-    if log:
-        print(f"Downloading {url}", file=sys.stderr)
-    with urllib.request.urlopen(url) as response, open(path, "wb") as f:
-        shutil.copyfileobj(response, f, 1 << 20)
-    return str(path)
+    """torch-geometric's downloader; imported only when a download really happens
+    (importing torch_geometric costs seconds at every start otherwise)."""
+    from torch_geometric.data import download_url as pyg_download_url
+
+    return pyg_download_url(url, folder, log=log, filename=filename)
 
 
 def extract_zip(path: str, folder: str) -> None:
-    # zipfile drops absolute paths and '..' from member names: nothing lands outside `folder`.
-    with zipfile.ZipFile(path) as archive:
-        archive.extractall(folder)
+    # zipfile (under torch-geometric's helper) drops absolute paths and '..' from member
+    # names: nothing lands outside `folder`.
+    from torch_geometric.data import extract_zip as pyg_extract_zip
+
+    pyg_extract_zip(path, folder, log=False)
 
 
 def file_md5(path: str | Path) -> str:

@@ -46,3 +46,18 @@ def test_mismatching_digest_deletes_the_download_and_names_the_url(tmp_path, mon
         load_ml1m(tmp_path / "root")
     raw = tmp_path / "root" / "raw"
     assert sorted(p.name for p in raw.iterdir()) == []  # nothing extracted, the temporary download removed
+
+
+def test_torch_geometric_helpers_fetch_and_extract_a_local_archive(tmp_path):
+    """The real download path (torch-geometric's download_url and extract_zip), served from a file:// URL."""
+    import zipfile
+
+    archive = tmp_path / "P5_data.zip"
+    with zipfile.ZipFile(archive, "w") as f:
+        f.writestr("data/beauty/sequential_data.txt", "1 1 2 3\n")
+        f.writestr("data/toys/sequential_data.txt", "1 4 5 6\n")
+    raw = tmp_path / "raw"
+    moved = download.download_and_extract(archive.as_uri(), "P5_data.zip", raw, "data")
+    assert moved == ["beauty", "toys"]
+    assert (raw / "beauty" / "sequential_data.txt").read_text() == "1 1 2 3\n"
+    assert sorted(p.name for p in raw.iterdir()) == ["beauty", "toys"]  # the temporary folder is gone
