@@ -15,8 +15,11 @@ from modules.quantize import Quantize
 
 
 def code_counts(ids: Tensor, codebook_size: int) -> Tensor:
-    """ids [N, L] -> how often each code was picked, [L, K] int64."""
-    return torch.stack([torch.bincount(level, minlength=codebook_size) for level in ids.T])
+    """ids [N, L] -> how often each code was picked, [L, K] int64.
+    A scatter, not torch.bincount: on CUDA bincount reads the largest id back to the host to size
+    its output, a device sync in every training step that counts codes."""
+    counts = torch.zeros(ids.shape[1], codebook_size, dtype=torch.long, device=ids.device)
+    return counts.scatter_add_(1, ids.T.long(), torch.ones_like(ids.T, dtype=torch.long))
 
 
 def codebook_usage(counts: Tensor) -> Tensor:

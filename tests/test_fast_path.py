@@ -85,3 +85,12 @@ def test_length_sorted_trimmed_beam_search_returns_the_same_ranking(stage1):
     assert data.history_lengths[index].unique().numel() > 3  # chunks of 7 really get trimmed differently
     assert torch.equal(sorted_["item_ids"], plain["item_ids"]) and torch.equal(sorted_["sem_ids"], plain["sem_ids"])
     torch.testing.assert_close(sorted_["scores"], plain["scores"], rtol=1e-5, atol=1e-5)
+
+
+def test_code_counts_without_bincount_equal_bincount():
+    from modules.codebook_health import code_counts
+
+    ids = torch.randint(0, 16, (1000, 3), generator=torch.Generator().manual_seed(0))
+    ids[:, 2] = ids[:, 2].clamp(max=5)  # a level with unused codes
+    expected = torch.stack([torch.bincount(level, minlength=16) for level in ids.T])
+    assert torch.equal(code_counts(ids, 16), expected)
