@@ -75,8 +75,10 @@ if [ -d "$TTQ_ROOT/raw/beauty" ]; then
     mkdir -p "$TTQ_CACHE"
     [ -d "$CARRY/cache" ] && cp -r "$CARRY/cache/." "$TTQ_CACHE/"  # the item embeddings: reported as cached
     # shellcheck disable=SC2086
+    # timeout: past TTQ_TIMEOUT seconds (default 480) the run is stopped so that the summary still
+    # prints inside the device tool's 600 s per command; the log's progress bars then show the step rate.
     step "time to quality (Beauty, seeds ${TTQ_SEEDS:-42})" time_to_quality.log \
-        "$PY" -m bench.time_to_quality --root "$TTQ_ROOT" --cache-dir "$TTQ_CACHE" --out-dir "$TTQ_RUNS" \
+        timeout "${TTQ_TIMEOUT:-480}" "$PY" -m bench.time_to_quality --root "$TTQ_ROOT" --cache-dir "$TTQ_CACHE" --out-dir "$TTQ_RUNS" \
         --device cuda --seeds ${TTQ_SEEDS:-42} \
         --rqvae-config configs/rqvae_amazon_fast.gin --decoder-config configs/decoder_amazon_fast.gin ${TTQ_ARGS:-}
     cp "$TTQ_RUNS/time_to_quality.md" "$TTQ_RUNS/time_to_quality.json" "$OUT_DIR/" 2>/dev/null
