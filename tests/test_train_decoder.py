@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -85,3 +86,17 @@ def test_missing_tokenizer_names_the_path(tmp_path):
     write_amazon_raw(tmp_path / "amazon", n_users=30, n_items=N_ITEMS)
     with pytest.raises(FileNotFoundError, match="semantic_ids.pt"):
         train_decoder.main(tiny_run_args(tmp_path, 10))
+
+
+@pytest.mark.parametrize("config", sorted(Path("configs").glob("decoder_*.gin")), ids=lambda p: p.name)
+def test_every_config_parses_and_sets_every_parameter(config):
+    import inspect
+
+    import gin
+
+    from modules.gin_cli import parse_gin_args
+
+    gin.clear_config()
+    parse_gin_args(train_decoder.train, [str(config)])
+    assert set(gin.get_bindings(train_decoder.train)) == set(inspect.signature(train_decoder.train).parameters)
+    gin.clear_config()
