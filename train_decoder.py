@@ -18,8 +18,6 @@ rank 0 logs and writes every file.
 from __future__ import annotations
 
 import json
-import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -36,7 +34,7 @@ from modules.beam_search import constrained_beam_search
 from modules.checkpointing import CheckpointError, check_resume_config, file_sha256, gin_bindings, load_checkpoint, save_checkpoint
 from modules.distributed import (DistEnv, all_reduce_sum, barrier, init_distributed, rank_rng_states,
                                  restore_rank_rng_states, shard, wrap_ddp)
-from modules.gin_cli import parse_gin_args
+from modules.gin_cli import run_entry_point
 from modules.loss_watch import FirstNonFiniteStep
 from modules.lr_schedule import inverse_sqrt_schedule
 from modules.metrics import TopKMetrics
@@ -298,16 +296,7 @@ def train(
 
 
 def main(argv: list[str] | None = None) -> dict:
-    gin.clear_config()  # a fresh config per call (tests and notebooks call main() repeatedly)
-    parse_gin_args(train, argv, description=__doc__)
-    try:
-        result = train()
-    finally:
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-    if int(os.environ.get("RANK", "0")) == 0:  # one JSON line per run, not per process
-        print(json.dumps(result))
-    return result
+    return run_entry_point(train, argv, description=__doc__)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,6 @@ and writes every file.
 """
 from __future__ import annotations
 
-import json
-import os
 import random
 import sys
 import time
@@ -35,7 +33,7 @@ from modules.checkpointing import CheckpointError, check_resume_config, gin_bind
 from modules.codebook_health import code_counts, codebook_perplexity, codebook_usage, restart_dead_codes
 from modules.distributed import (all_gather_cat, all_reduce_sum, barrier, broadcast_module, init_distributed,
                                  rank_rng_states, restore_rank_rng_states, shard, wrap_ddp)
-from modules.gin_cli import parse_gin_args
+from modules.gin_cli import run_entry_point
 from modules.loss_watch import FirstNonFiniteStep
 from modules.quantize import annealed_temperature
 from modules.rqvae import RqVae
@@ -263,16 +261,7 @@ def train(
 
 
 def main(argv: list[str] | None = None) -> dict:
-    gin.clear_config()  # a fresh config per call (tests and notebooks call main() repeatedly)
-    parse_gin_args(train, argv, description=__doc__.splitlines()[0])
-    try:
-        result = train()
-    finally:
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-    if int(os.environ.get("RANK", "0")) == 0:  # one JSON line per run, not per process
-        print(json.dumps(result))
-    return result
+    return run_entry_point(train, argv, description=__doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

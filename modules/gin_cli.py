@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import inspect
+import json
+import os
 import typing
 from typing import Any, Callable, Sequence
 
@@ -92,3 +94,19 @@ def parse_gin_args(fn: Callable, argv: Sequence[str] | None = None, description:
         raise GinConfigError(f"cannot read gin config {args.config}: {e}") from e
     check_binding_types(fn)
     return args
+
+
+def run_entry_point(train_fn: Callable, argv: Sequence[str] | None = None, description: str = "") -> dict:
+    """`main()` of an entry point: fresh gin config, parse, train, one JSON line (rank 0 only)."""
+    import torch.distributed
+
+    gin.clear_config()  # a fresh config per call (tests and notebooks call main() repeatedly)
+    parse_gin_args(train_fn, argv, description=description)
+    try:
+        result = train_fn()
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    if int(os.environ.get("RANK", "0")) == 0:  # one JSON line per run, not per process
+        print(json.dumps(result))
+    return result

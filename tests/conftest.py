@@ -10,7 +10,17 @@ On a GPU machine it stays unset and tests/ops runs the compiled kernel on CUDA.
 """
 import os
 
+import pytest
 import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for tests of tiny tensors: a second thread only adds contention there."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

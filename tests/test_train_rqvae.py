@@ -17,14 +17,14 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 CPU_CONFIG = str(CONFIGS / "rqvae_amazon_cpu.gin")
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+
 @pytest.fixture(autouse=True)
 def fresh_gin():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     gin.clear_config()
     yield
     gin.clear_config()
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ import torch
 
 from data.processed import SeqData
 from modules.batching import ResidentExamples, length_bucketed_batches, trim_history
-from modules.model import EncoderDecoderRetrievalModel, sem_id_batch
+from modules.model import EncoderDecoderRetrievalModel
 from modules.tokenizer import SemanticIdTokenizer
 from tests.fixtures import write_amazon_raw
 from train_decoder import data_batch

@@ -4,13 +4,7 @@ import torch
 from modules.kmeans import kmeans, squared_distances
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    # Tiny tensors: a second thread on a shared 2-core machine only adds contention.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_squared_distances_match_cdist():

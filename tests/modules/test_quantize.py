@@ -1,4 +1,3 @@
-import math
 
 import pytest
 import torch
@@ -6,13 +5,7 @@ import torch
 from modules.quantize import FORWARD_MODES, Quantize, annealed_temperature, rotate_onto
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    # Tiny tensors: a second thread on a shared 2-core machine only adds contention.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 OPTIONS = [(mode, sim_vq, norm) for mode in FORWARD_MODES for sim_vq in (False, True) for norm in (False, True)]
 

@@ -5,13 +5,7 @@ from modules.quantize import FORWARD_MODES, Quantize
 from modules.rqvae import RqVae
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    # Tiny tensors: a second thread on a shared 2-core machine only adds contention.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 VARIANTS = [dict(forward_mode=m) for m in FORWARD_MODES] + [
     dict(forward_mode="ste", sim_vq=True),

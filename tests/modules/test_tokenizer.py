@@ -5,12 +5,7 @@ from modules.rqvae import RqVae
 from modules.tokenizer import SemanticIdTokenizer, collision_stats, collision_tokens
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _planted_codes():
