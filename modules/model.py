@@ -43,7 +43,7 @@ class EncoderDecoderRetrievalModel(nn.Module):
         self.n_levels, self.codebook_size, self.max_history = n_levels, codebook_size, max_history
         self.sem_id_emb = SemIdEmbedder(n_levels, codebook_size, d_model)
         self.user_emb = UserIdEmbedder(n_user_buckets, d_model)
-        self.item_pos_emb = nn.Embedding(max_history, d_model)  # which history item a token belongs to
+        self.item_pos_emb = nn.Embedding(max_history, d_model)  # how recent the item a token belongs to is
         self.level_emb = nn.Embedding(n_levels, d_model)        # which of the item's T tokens it is
         self.decoder_pos_emb = nn.Embedding(n_levels, d_model)
         self.encoder = Encoder(n_encoder_layers, d_model, n_heads, d_head, ff_dim, dropout)
@@ -70,7 +70,7 @@ class EncoderDecoderRetrievalModel(nn.Module):
                              f"max_history={self.max_history}, n_levels={self.n_levels}")
         levels = torch.arange(T, device=history.device)
         x = (self.sem_id_emb(self.sem_id_emb.tokens(history, levels))
-             + rearrange(self.item_pos_emb(torch.arange(L, device=history.device)), "l d -> l 1 d")
+             + rearrange(self.item_pos_emb(recency_positions(history)), "b l d -> b l 1 d")
              + self.level_emb(levels))
         x = torch.cat([rearrange(self.user_emb(user_ids), "b d -> b 1 d"), rearrange(x, "b l t d -> b (l t) d")], dim=1)
         padding = torch.cat([torch.zeros(B, 1, dtype=torch.bool, device=history.device),
@@ -106,6 +106,18 @@ class EncoderDecoderRetrievalModel(nn.Module):
     def loss(logits: Tensor, target: Tensor) -> Tensor:
         """Mean cross-entropy over the B*T target tokens (Sec. 3.2: next-token prediction of the ID)."""
         return F.cross_entropy(rearrange(logits.float(), "b t k -> (b t) k"), rearrange(target, "b t -> (b t)"))
+
+
+def recency_positions(history: Tensor) -> Tensor:
+    """history [B, L, T] (oldest first, right-padded with -1) -> [B, L]: 0 for each user's most
+    recent item, 1 for the one before, ... (padding gets 0; it is masked anyway).
+
+    Counting from the end puts the item that matters most for the next one at the same
+    position for every user, whatever the history's length or padding; counted from the
+    start, the model would first have to find where each history ends."""
+    L = history.shape[1]
+    n_items = (history[..., 0] >= 0).sum(dim=1, keepdim=True)  # [B, 1]
+    return (n_items - 1 - torch.arange(L, device=history.device)).clamp(min=0)
 
 
 def sem_id_batch(batch: dict[str, Tensor], sem_ids: Tensor) -> dict[str, Tensor]:

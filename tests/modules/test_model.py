@@ -50,3 +50,33 @@ def test_sem_id_batch_maps_items_and_keeps_padding():
     out = sem_id_batch(batch, sem_ids)
     assert out["history"].tolist() == [[[1, 0, 0, 1], [0, 1, 0, 0], [-1, -1, -1, -1]]]
     assert out["target"].tolist() == [[2, 2, 1, 0]] and out["target_item"].tolist() == [1]
+
+
+def test_recency_positions_count_back_from_the_most_recent_item():
+    from modules.model import recency_positions
+
+    # items as [L, T] codes; -1 rows are padding (right-padded, oldest first)
+    history = torch.tensor([[[5, 1], [6, 2], [7, 3], [-1, -1]],
+                            [[8, 0], [-1, -1], [-1, -1], [-1, -1]]])
+    assert recency_positions(history).tolist() == [[2, 1, 0, 0], [0, 0, 0, 0]]
+
+
+def test_the_most_recent_item_has_the_same_position_whatever_the_history_length():
+    from modules.model import EncoderDecoderRetrievalModel
+
+    torch.manual_seed(0)
+    model = EncoderDecoderRetrievalModel(n_levels=2, codebook_size=8, max_history=5, n_user_buckets=4, d_model=16,
+                                         n_heads=2, d_head=8, ff_dim=32, n_encoder_layers=1, n_decoder_layers=1,
+                                         dropout=0.0).eval()
+    # Zero every attention output projection: each token's encoder output then depends only on its own
+    # input embedding (token + position + level), so it reveals which position embedding it got.
+    for name, p in model.named_parameters():
+        if "to_out" in name:
+            torch.nn.init.zeros_(p)
+    short = torch.tensor([[[3, 1], [-1, -1], [-1, -1]]])
+    long = torch.tensor([[[2, 2], [4, 0], [3, 1]]])
+    users = torch.tensor([0])
+    mem_short, _ = model.encode(users, short)
+    mem_long, _ = model.encode(users, long)
+    # token 0 is the user; tokens 1-2 are the short history's only item, tokens 5-6 the long one's last
+    torch.testing.assert_close(mem_short[:, 1:3], mem_long[:, 5:7])
