@@ -35,6 +35,7 @@ from modules.checkpointing import CheckpointError, check_resume_config, file_sha
 from modules.distributed import (DistEnv, all_reduce_sum, barrier, init_distributed, rank_rng_states,
                                  restore_rank_rng_states, shard, wrap_ddp)
 from modules.gin_cli import run_entry_point
+from modules.wandb_run import start_wandb_run
 from modules.loss_watch import FirstNonFiniteStep
 from modules.lr_schedule import inverse_sqrt_schedule
 from modules.metrics import TopKMetrics
@@ -207,8 +208,7 @@ def train(
 
     wandb_run = None
     if use_wandb and env.is_main:
-        import wandb
-        wandb_run = wandb.init(project=wandb_project, config=bindings, name=f"decoder-{dataset}-{split}", resume="allow")
+        wandb_run = start_wandb_run(wandb_project, bindings, out_dir, f"decoder-{dataset}-{split}")
 
     # Batches without replacement: epoch e visits randperm(seed + e) (bucket_by_length: that permutation
     # grouped by history length, modules/batching.py); a step's batch depends on the step only, so a

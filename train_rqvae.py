@@ -34,6 +34,7 @@ from modules.codebook_health import code_counts, codebook_perplexity, codebook_u
 from modules.distributed import (all_gather_cat, all_reduce_sum, barrier, broadcast_module, init_distributed,
                                  rank_rng_states, restore_rank_rng_states, shard, wrap_ddp)
 from modules.gin_cli import run_entry_point
+from modules.wandb_run import start_wandb_run
 from modules.loss_watch import FirstNonFiniteStep
 from modules.quantize import annealed_temperature
 from modules.rqvae import RqVae
@@ -172,13 +173,7 @@ def train(
 
     wandb_run = None
     if use_wandb and env.is_main:
-        import wandb
-
-        try:
-            wandb_run = wandb.init(project=wandb_project, config=bindings, dir=str(run_dir), resume="allow")
-        except Exception as e:  # no network: keep the logs locally, `wandb sync` them later
-            print(f"wandb unreachable ({e}); logging offline", file=sys.stderr)
-            wandb_run = wandb.init(project=wandb_project, config=bindings, dir=str(run_dir), mode="offline")
+        wandb_run = start_wandb_run(wandb_project, bindings, run_dir, f"rqvae-{dataset}-{split}")
 
     def save(metrics: dict[str, float]) -> None:
         nonlocal last_saved_step
