@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
     trie = tokenizer.trie().to(dev)
 
     start = time.time()
-    with precision.autocast(dev):  # the precision validation chose best.pt with
+    with precision.autocast(dev, cfg["precision"]):  # the precision validation chose best.pt with
         found = recommend(model, data, tokenizer.sem_ids, trie, beam_width, top_k,
                           opts.batch_size or cfg["eval_batch_size"], dev, progress=True,
                           sort_by_length=cfg["eval_sort_by_length"])

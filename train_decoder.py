@@ -41,7 +41,7 @@ from modules.learning_health import coverage_and_top1_share, level_nll_sums, pri
 from modules.lr_schedule import ramp_then_inverse_sqrt
 from modules.metrics import TopKMetrics
 from modules.model import EncoderDecoderRetrievalModel, sem_id_batch
-from modules import precision
+import modules.precision
 from modules.optimizer import build_optimizer
 from modules.popularity import most_popular
 from modules.semantic_id_trie import SemanticIdTrie
@@ -126,6 +126,7 @@ def train(
     bucket_by_length: bool = False,       # batches of similar history length, trimmed: no padding work
     resident_data: bool = False,          # training examples on the device, gathered there (GPU path)
     compile_model: bool = False,          # torch.compile the training forward
+    precision: str = "auto",              # "auto" (bf16 autocast on CUDA, fp32 on CPU) | "bf16" | "fp32"
     n_user_buckets: int = 2000,
     d_model: int = 128,
     n_heads: int = 6,
@@ -134,6 +135,7 @@ def train(
     n_encoder_layers: int = 4,
     n_decoder_layers: int = 4,
     dropout: float = 0.1,
+    constrained_softmax: bool = False,    # softmax over the codes that continue a valid ID only (modules/model.py)
     eval_every: int = 10_000,
     eval_beam_width: int = 10,
     eval_batch_size: int = 512,
@@ -152,6 +154,8 @@ def train(
         raise ValueError(f"train.select_metric={select_metric!r}: expected recall@K or ndcg@K with K in {METRIC_KS}")
     if eval_beam_width < max(METRIC_KS):
         raise ValueError(f"train.eval_beam_width={eval_beam_width}: must be >= {max(METRIC_KS)} for Recall@{max(METRIC_KS)}")
+    if precision not in modules.precision.PRECISIONS:
+        raise ValueError(f"train.precision={precision!r}: expected one of {modules.precision.PRECISIONS}")
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     env = init_distributed(None if device == "auto" else device)  # one process, or one per torchrun rank
@@ -178,7 +182,8 @@ def train(
     model = EncoderDecoderRetrievalModel(
         n_levels=sem_ids.shape[1], codebook_size=tokenizer.codebook_size, max_history=train_data.max_seq_len,
         n_user_buckets=n_user_buckets, d_model=d_model, n_heads=n_heads, d_head=d_head, ff_dim=ff_dim,
-        n_encoder_layers=n_encoder_layers, n_decoder_layers=n_decoder_layers, dropout=dropout).to(dev)
+        n_encoder_layers=n_encoder_layers, n_decoder_layers=n_decoder_layers, dropout=dropout,
+        constrained_softmax=constrained_softmax).to(dev)
     opt = build_optimizer(model, optimizer, learning_rate, weight_decay)
     scheduler = ramp_then_inverse_sqrt(opt, lr_ramp_steps, lr_constant_steps)
     if env.is_main:
@@ -192,7 +197,7 @@ def train(
         "popularity": retrieval_metrics(most_popular(train_data.targets, train_data.n_items, max(METRIC_KS)).expand(len(valid_index), -1), valid_targets),
         "transition": retrieval_metrics(transition_topk(train_data.last_items, train_data.targets, valid_data.last_items[valid_index],
                                                         train_data.n_items, max(METRIC_KS)), valid_targets),
-        "prior_nll": prior_nll(sem_ids[train_data.targets], sem_ids[valid_targets], tokenizer.codebook_size).tolist(),
+        "prior_nll": prior_nll(sem_ids, train_data.targets, valid_targets).tolist(),
     }
     if env.is_main:
         for name in ("popularity", "transition"):
@@ -242,8 +247,8 @@ def train(
     perm_epoch, batches, max_lengths = -1, None, None
     resident = ResidentExamples(train_data, sem_ids, dev) if resident_data else None
     forward = torch.compile(ddp_model) if compile_model else ddp_model  # `model` keeps the weights and state_dict
-    autocast = precision.autocast(dev)  # bf16 on GPUs only; evaluate.py uses the same
-    start_time = time.time()
+    autocast = modules.precision.autocast(dev, precision)  # evaluate.py uses the same
+    start_time, eval_seconds, start_step = time.time(), 0.0, step
     nonfinite = FirstNonFiniteStep(dev)
     loss_sum, loss_steps = torch.zeros((), device=dev), 0  # training loss since the last evaluation, summed on the device
     bar = tqdm(total=iterations, initial=step, desc="train", file=sys.stderr, dynamic_ncols=True, disable=not env.is_main)
@@ -266,7 +271,8 @@ def train(
         model.train()
         with autocast:
             logits = forward(batch["user_ids"], batch["history"], batch["target"])
-        loss = model.loss(logits, batch["target"])
+        valid = trie.path_masks(batch["target"]) if constrained_softmax else None  # [B, T, K]
+        loss = model.loss(logits, batch["target"], valid)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -287,12 +293,13 @@ def train(
                 wandb_run.log({"train/loss": mean_loss, "train/grad_norm": grad_norm.item(),
                                "train/lr": scheduler.get_last_lr()[0]}, step=step)
         if evaluating:
+            eval_start = time.time()
             model.eval()
             with autocast:
                 found = recommend(model, valid_data, sem_ids, trie, eval_beam_width, max(METRIC_KS),
                                   eval_batch_size, dev, valid_shard, sort_by_length=eval_sort_by_length)
                 nll_sums, nll_count = level_nll_sums(model, (data_batch(valid_data, chunk, sem_ids, dev)
-                                                             for chunk in valid_shard.split(eval_batch_size)))
+                                                             for chunk in valid_shard.split(eval_batch_size)), trie)
             metrics = retrieval_metrics(found["item_ids"], valid_data.targets[valid_shard], env)
             ranked = found["item_ids"].to(dev)
             counts = torch.stack([torch.bincount(ranked[ranked >= 0], minlength=train_data.n_items),
@@ -330,12 +337,16 @@ def train(
                     "history": json.dumps(history), "tokenizer_sha256": tokenizer_hash,
                 }, step=step, bindings=bindings, metrics=metrics)
             last_saved_step = step
+            eval_seconds += time.time() - eval_start
     bar.close()
     nonfinite.check(env, str(last_path), last_saved_step)
     if wandb_run is not None:
         wandb_run.finish()
     result = {"best_step": best["step"], "best_valid": best["metrics"], "best_checkpoint": str(best_path),
               "last_checkpoint": str(last_path), "steps": step, "train_seconds": round(time.time() - start_time, 1),
+              "eval_seconds": round(eval_seconds, 1),  # validation and checkpoints, inside train_seconds
+              "steps_per_second": round((step - start_step) / max(time.time() - start_time - eval_seconds, 1e-9), 2),
+              "batch_size": batch_size,
               "valid_history": history}
     return result
 

@@ -1,8 +1,8 @@
 """Signals that tell whether stage 2 reads the history at all, beyond Recall/NDCG.
 
 - Per-level NLL of the validation targets' codes (teacher forced), next to the NLL of a prior
-  that ignores the history: p(c_l | c_<l) counted over the training targets. For the first
-  code that prior is the codes' marginal; a first-code NLL stuck at it means the model
+  that ignores the history: item popularity (add-one) read level by level, p(c_l | c_<l). For
+  the first code that prior is the codes' marginal; a first-code NLL stuck at it means the model
   predicts the same coarse cluster whoever the user is. For the later levels the prior is
   nearly the catalogue itself (few items share a prefix), so those NLLs drop early whatever
   the model learns about users.
@@ -16,37 +16,37 @@ import math
 from typing import Iterable
 
 import torch
-import torch.nn.functional as F
-from einops import rearrange
 from torch import Tensor
 
+from modules.semantic_id_trie import SemanticIdTrie
 
-def prior_nll(train_codes: Tensor, eval_codes: Tensor, codebook_size: int, alpha: float = 1.0) -> Tensor:
-    """train_codes [M, T], eval_codes [N, T] target codes -> [T] mean NLL (nats) of eval_codes[:, l]
-    under p(c_l | c_<l) counted on train_codes, add-alpha smoothed over the codebook_size codes."""
-    T = train_codes.shape[1]
-    out = torch.empty(T, dtype=torch.float64)
+
+def prior_nll(sem_ids: Tensor, train_targets: Tensor, eval_targets: Tensor) -> Tensor:
+    """sem_ids [n_items, T] the catalogue's IDs; train_targets [M], eval_targets [N] item ids -> [T]:
+    mean NLL (nats) of each level of the eval targets' IDs under the history-blind prior
+    p(item) ~ (times the item is a training target) + 1, read level by level:
+    p(c_l | c_<l) = p(prefix c_<=l) / p(prefix c_<l). Level 0 is the first code's (smoothed)
+    marginal; the last levels are nearly fixed by the catalogue once the prefix is known."""
+    n_items, T = sem_ids.shape
+    weight = torch.bincount(train_targets, minlength=n_items).double() + 1.0  # [n_items]
+    prefix_mass = [torch.full((n_items,), weight.sum().item(), dtype=torch.float64)]  # level -1: everything
     for level in range(T):
-        # One context id per distinct prefix c_<l (level 0: a single empty context).
-        prefixes = torch.cat([train_codes[:, :level], eval_codes[:, :level]])
-        _, context = torch.unique(prefixes, dim=0, return_inverse=True) if level else (None, torch.zeros(len(prefixes), dtype=torch.long))
-        train_ctx, eval_ctx = context[:len(train_codes)], context[len(train_codes):]
-        n_ctx = int(context.max()) + 1
-        counts = torch.zeros(n_ctx, codebook_size, dtype=torch.float64)
-        counts.index_put_((train_ctx, train_codes[:, level]), torch.ones(len(train_codes), dtype=torch.float64), accumulate=True)
-        probs = (counts + alpha) / (counts.sum(dim=1, keepdim=True) + alpha * codebook_size)
-        out[level] = -probs[eval_ctx, eval_codes[:, level]].log().mean()
-    return out
+        _, prefix_id = torch.unique(sem_ids[:, :level + 1], dim=0, return_inverse=True)  # [n_items]
+        mass = torch.zeros(int(prefix_id.max()) + 1, dtype=torch.float64).index_add_(0, prefix_id, weight)
+        prefix_mass.append(mass[prefix_id])  # [n_items]: the mass of each item's prefix c_<=level
+    return torch.stack([(prefix_mass[l][eval_targets] / prefix_mass[l + 1][eval_targets]).log().mean()
+                        for l in range(T)])
 
 
 @torch.no_grad()
-def level_nll_sums(model: torch.nn.Module, batches: Iterable[dict[str, Tensor]]) -> tuple[Tensor, int]:
-    """Teacher-forced NLL of each target level over `batches` -> (sums [T] float64, number of examples)."""
+def level_nll_sums(model: torch.nn.Module, batches: Iterable[dict[str, Tensor]], trie: SemanticIdTrie) -> tuple[Tensor, int]:
+    """Teacher-forced NLL of each target level over `batches` -> (sums [T] float64, number of examples),
+    with the model's own softmax (over the valid codes only if it was trained so)."""
     sums = torch.zeros(model.n_levels, dtype=torch.float64, device=next(model.parameters()).device)
     count = 0
     for batch in batches:
-        logits = model(batch["user_ids"], batch["history"], batch["target"]).float()  # [B, T, K]
-        nll = F.cross_entropy(rearrange(logits, "b t k -> b k t"), batch["target"], reduction="none")  # [B, T]
+        logits = model(batch["user_ids"], batch["history"], batch["target"])  # [B, T, K]
+        nll = model.level_nll(logits, batch["target"], trie.path_masks(batch["target"]))  # [B, T]
         sums += nll.sum(dim=0).double()
         count += len(nll)
     return sums, count

@@ -28,3 +28,13 @@ def test_plots_several_runs_into_one_png(tmp_path):
 def test_a_folder_without_a_curve_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="curve.jsonl"):
         main([str(tmp_path), "--out", str(tmp_path / "x.png")])
+
+
+def test_curve_table_row_reads_the_best_and_the_last_validation(tmp_path, capsys):
+    from bench.curve_table import main as table
+
+    run = write_run(tmp_path / "lr1" / "amazon-beauty", [0.1, 0.5, 0.3])
+    table([str(run)])
+    row = capsys.readouterr().out.strip().splitlines()[-1]
+    # best NDCG@10 0.05 at step 20 (Recall@10 0.1 there), last 0.03 at step 30, first-code NLL 5.0 vs prior 5.4
+    assert row.startswith("| lr1 | 0.0500 (20) | 0.1000 | 0.0300 (30) | 5.00 / 5.40 | 0.167 | 0.875 | 0.1 / 0.1 |")

@@ -121,7 +121,7 @@ def test_decoder_nan_loss_stops_names_the_step_and_keeps_the_checkpoint(tmp_path
     run = root / "decoder" / "amazon-beauty"
     before = snapshot(run)
     poison, loss = nan_from_call(3), train_decoder.EncoderDecoderRetrievalModel.loss
-    monkeypatch.setattr(train_decoder.EncoderDecoderRetrievalModel, "loss", staticmethod(lambda *a: poison(loss(*a))))
+    monkeypatch.setattr(train_decoder.EncoderDecoderRetrievalModel, "loss", lambda *a: poison(loss(*a)))
     # resumed at step 10: the 3rd loss is step 13's; the check at step 20 (evaluation) stops the run
     with pytest.raises(NonFiniteLossError, match=r"NaN or infinite at step 13;.*checkpoint\.pt \(step 10\) was kept"):
         train_decoder.main(tiny_run_args(root, 20))
