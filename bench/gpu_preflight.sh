@@ -26,7 +26,8 @@
 # registers, spills and shared memory per variant). Exit status 1 if any check failed; the last lines
 # list every check. The whole log is also in $WORK/preflight.log.
 #
-# PREFLIGHT_DIR (default /tmp/tiger_preflight) holds everything; FRESH_WHEELS=1 downloads the wheelhouse again.
+# PREFLIGHT_DIR (default /tmp/tiger_preflight) holds everything; FRESH_WHEELS=1 downloads the wheelhouse again;
+# REUSE_VENV=1 keeps the last run's venv (same packages) instead of a fresh one, for quick reruns.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 SRC=$(pwd)
@@ -112,12 +113,16 @@ fi
 [ -f "$WHEELHOUSE/.packages" ]
 check "wheelhouse" $? "$(ls "$WHEELHOUSE"/*.whl 2>/dev/null | wc -l) wheels, $(du -sh "$WHEELHOUSE" | cut -f1)"
 VENV="$WORK/venv"
-rm -rf "$VENV"
-echo "=== fresh venv $VENV: ${IMAGE_PACKAGES[*]}"
-start=$SECONDS
-"$PY312" -m venv "$VENV" && PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= PIP_CONSTRAINT= nice -n 15 "$VENV/bin/python" -m pip install -q \
-    --no-index --find-links "$WHEELHOUSE" "${IMAGE_PACKAGES[@]}"
-check "venv install (--no-index)" $? "$((SECONDS - start)) s"
+if [ "${REUSE_VENV:-0}" = 1 ] && [ "$(cat "$VENV/.packages" 2>/dev/null)" = "$stamp" ]; then
+    check "venv (REUSE_VENV=1: the last preflight's, not fresh; checked below like a fresh one)" 0 "$VENV"
+else
+    rm -rf "$VENV"
+    echo "=== fresh venv $VENV: ${IMAGE_PACKAGES[*]}"
+    start=$SECONDS
+    "$PY312" -m venv "$VENV" && PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= PIP_CONSTRAINT= nice -n 15 "$VENV/bin/python" -m pip install -q \
+        --no-index --find-links "$WHEELHOUSE" "${IMAGE_PACKAGES[@]}" && echo "$stamp" > "$VENV/.packages"
+    check "fresh venv, installed with --no-index" $? "$((SECONDS - start)) s"
+fi
 PY="$VENV/bin/python"
 versions=$("$PY" -c 'import sys, torch, triton; print(f"Python {sys.version.split()[0]}, torch {torch.__version__} (CUDA {torch.version.cuda}), triton {triton.__version__}")' 2>&1 | tail -n 1)
 "$PY" -c 'import sys, torch, triton; sys.exit(not (sys.version_info[:2] == (3, 12) and torch.__version__.startswith("2.11.0") and triton.__version__ == "3.6.0"))' 2>/dev/null
