@@ -106,7 +106,7 @@ def check_arms(arms: list[Arm], decoder_config: str, before: list[str], after: l
         except GinConfigError as e:
             raise SystemExit(f"arm {arm.name!r} (line {arm.line}): {e}")
         config = train_config()
-        arm.settings = {k: config[k] for k in ("iterations", "batch_size", "learning_rate", "warmup_steps", "eval_every")}
+        arm.settings = {k: config[k] for k in ("iterations", "batch_size", "optimizer", "learning_rate", "lr_constant_steps", "eval_every")}
     gin.clear_config()
 
 
