@@ -23,6 +23,7 @@ import torch
 
 VARIANTS = {  # name -> extra gin bindings on top of the config
     "base": [],
+    "softmax over all codes": ["train.constrained_softmax=False"],
     "threads=1": ["train.num_threads=1"],
     "no length buckets": ["train.bucket_by_length=False"],
     "dropout 0": ["train.dropout=0.0"],
