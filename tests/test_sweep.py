@@ -52,6 +52,13 @@ def test_unknown_or_mistyped_binding_stops_before_any_training(tmp_path, toy):  
         assert not out.exists()  # stage 1 never started
 
 
+def test_committed_arms_file_binds_the_fast_config(monkeypatch):
+    """bench/gpu_sweep_arms.txt as gpu_check.sh runs it: every arm's bindings parse against its config."""
+    arms = sweep.parse_arms("bench/gpu_sweep_arms.txt")
+    assert len(arms) >= 2
+    sweep.check_arms(arms, "configs/decoder_amazon_fast.gin", [], [])  # SystemExit names the arm on a bad binding
+
+
 def test_bar_steps():
     assert sweep.bar_steps("train:  40%|####      | 4800/12000 [00:20<00:30, 240it/s, loss=3.1]") == 4800
     assert sweep.bar_steps("no bar here") is None
