@@ -20,7 +20,7 @@ from data.processed import ItemData, SeqData
 from modules.model import EncoderDecoderRetrievalModel
 from modules.rqvae import RqVae
 from modules.tokenizer import SemanticIdTokenizer
-from train_decoder import data_batch
+from modules.retrieval import data_batch
 
 
 def profile_steps(step_fn, steps: int, warmup: int, device: torch.device, top: int) -> tuple[float, str]:
