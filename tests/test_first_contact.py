@@ -17,11 +17,10 @@ import evaluate
 import train_decoder
 import train_rqvae
 from modules.errors import MissingFileError
-from modules.tokenizer import SemanticIdTokenizer
 from tests.data.conftest import FakeSentenceTransformer
 from tests.fixtures import write_amazon_raw
 from tests.test_distributed_training import rqvae_args
-from tests.test_train_decoder import N_ITEMS, tiny_run_args
+from tests.test_train_decoder import stage1, tiny_run_args  # noqa: F401 (pytest fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -230,14 +229,6 @@ def test_rqvae_resumes_with_other_evaluation_settings(tmp_path, fake_encoder):
 
 
 # ---------------------------------------------------------------- damaged files and missing runs
-
-@pytest.fixture
-def stage1(tmp_path):
-    write_amazon_raw(tmp_path / "amazon", n_users=30, n_items=N_ITEMS)
-    codes = torch.randint(0, 4, (N_ITEMS, 3), generator=torch.Generator().manual_seed(0))
-    SemanticIdTokenizer.from_codes(codes, codebook_size=8).save(tmp_path / "rqvae" / "amazon-beauty" / "semantic_ids.pt")
-    return tmp_path
-
 
 def test_damaged_checkpoint_is_one_line(stage1, command):
     train_decoder.main(tiny_run_args(stage1, 10))
