@@ -12,6 +12,7 @@ import hashlib
 import http.client
 import os
 import shutil
+import socket
 import tempfile
 import zipfile
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Sequence
 from modules.errors import DataError, MissingFileError, UserError
 
 ROOT_BINDING = "train.dataset_folder (python -m data: --root)"
+STALL_TIMEOUT_S = 60  # seconds a connection or a read may wait for the server before the download fails
 
 
 def download_url(url: str, folder: str, log: bool = True, filename: str | None = None) -> str:
@@ -64,10 +66,14 @@ def download_and_extract(url: str, filename: str, raw_dir: Path, folder_in_zip: 
     raw_dir = Path(raw_dir)
     download_dir = Path(tempfile.mkdtemp(prefix="tiger-download-"))
     try:
+        previous_timeout = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(STALL_TIMEOUT_S)  # a network that drops packets fails instead of hanging
         try:
             archive = download_url(url, str(download_dir), filename=filename)
         except (OSError, http.client.HTTPException) as e:  # URLError, timeouts, refused connections
             raise MissingFileError(f"downloading {filename} from {url} failed ({getattr(e, 'reason', e)})") from e
+        finally:
+            socket.setdefaulttimeout(previous_timeout)
         if expected_md5 is not None and (digest := file_md5(archive)) != expected_md5:
             raise DataError(f"{url}: the download's MD5 is {digest}, the published one is {expected_md5}; "
                             "the file was deleted (a broken or tampered download). Try again later.")
