@@ -107,7 +107,8 @@ def read_meta(path: Path) -> dict[str, dict]:
                     raise DataError(f"{path}:{line_no}: expected a dict with an 'asin' key")
                 meta[row["asin"]] = row
     except (OSError, EOFError, zlib.error, UnicodeDecodeError) as e:  # BadGzipFile is an OSError
-        raise DataError(f"{path}: not a readable gzip file after line {line_no} (truncated, or not gzip: "
+        where = f"after line {line_no}" if line_no else "from its start"
+        raise DataError(f"{path}: not a readable gzip file {where} (truncated, or not gzip: "
                         f"{type(e).__name__}: {e})") from None
     return meta
 

@@ -167,7 +167,7 @@ def meta_truncated(folder: Path) -> None:
     (cut_to_half_the_users, "sequential_data.txt has 15 user lines but datamaps.json lists 30 users (id2user): the file "
                             "is truncated, or the two files come from different releases"),
     (garble_line_7, "sequential_data.txt:7: 'x"),
-    (meta_not_gzip, "meta.json.gz: not a readable gzip file after line 0 (truncated, or not gzip: BadGzipFile: "
+    (meta_not_gzip, "meta.json.gz: not a readable gzip file from its start (truncated, or not gzip: BadGzipFile: "
                     "Not a gzipped file"),
     (meta_truncated, "meta.json.gz: not a readable gzip file after line "),
 ], ids=lambda x: getattr(x, "__name__", ""))
