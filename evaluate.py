@@ -1,4 +1,4 @@
-"""Evaluate a trained TIGER model next to a popularity baseline.
+"""Evaluate a trained TIGER model next to the popularity and transition baselines.
 
     python evaluate.py configs/decoder_amazon.gin [--split test] [--gin 'train.X=...' ...]
                        [--write-topk FILE] [--user USER_ID] [--beam-width N] [--batch-size N] [--debug]
@@ -6,14 +6,15 @@
 Reads the same gin file and --gin flags as train_decoder.py: paths and evaluation settings come
 from its `train` bindings. Loads <save_dir>/<dataset>-<split>/best.pt (chosen on validation) and
 stage 1's tokenizer, runs trie-constrained beam search for every user of the split and prints
-Recall@1/5/10 and NDCG@5/10, the share of invalid IDs, catalogue coverage, and the same for the
-popularity baseline (most frequent training targets). `--user N` beam-searches that user alone
-and prints their history, held-out item and top-10 with titles; `--write-topk FILE` writes that
-for every user (as JSON lines). Last stdout line: one JSON object.
+Recall@1/5/10 and NDCG@5/10, the share of invalid IDs, catalogue coverage, and the same for two
+floors counted on the training split: popularity (most frequent training targets), and the
+transition baseline ("the items that most often followed the user's last item",
+modules/transition.py). `--user N` beam-searches that user alone and prints their history,
+held-out item and top-10 with titles; `--write-topk FILE` writes that for every user (as JSON
+lines). Last stdout line: one JSON object.
 """
 from __future__ import annotations
 
-import argparse
 import ast
 import difflib
 import json
@@ -28,16 +29,18 @@ from data.processed import SeqData, as_dataset, load_processed
 from modules.atomic_io import atomic_write_text
 from modules.checkpointing import load_checkpoint
 from modules.errors import ConfigError, MissingFileError, exit_on_user_error
-from modules.gin_cli import binding_source, check_positive, entry_point_parser, parse_gin_args
+from modules.gin_cli import binding_source, check_choice, check_positive, entry_point_parser, parse_gin_args
 from modules.model import EncoderDecoderRetrievalModel
+from modules import precision
 from modules.popularity import most_popular
 from modules.retrieval import METRIC_KS, recommend, retrieval_metrics
 from modules.run_folder import load_tokenizer, run_dir
+from modules.transition import transition_topk
 
 REPORTED = ("recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10")
 # The decoder bindings evaluate.py reads (listed by --help).
 READS = ("dataset_folder", "dataset", "split", "cache_dir", "tokenizer_dir", "save_dir", "max_seq_len", "device",
-         "num_threads", "eval_beam_width", "eval_batch_size", "eval_sort_by_length")
+         "num_threads", "precision", "eval_beam_width", "eval_batch_size", "eval_sort_by_length")
 
 
 @gin.configurable("train")
@@ -74,7 +77,12 @@ def run_config(config: str, flags: list[str]) -> tuple[dict[str, Any], dict]:
             raise ConfigError(f"train.{name} is not a parameter of the decoder run in {best_path}"
                               + (f" (did you mean train.{close[0]}?)" if close else "")
                               + f" ({binding_source(name, config, flags)})")
-    return {**recorded, **given}, state
+    cfg = {**recorded, **given}
+    for name in READS:
+        if name not in cfg:  # e.g. a checkpoint from before the parameter existed
+            raise ConfigError(f"{best_path} records no train.{name} and {config} does not bind it: "
+                              f"add --gin 'train.{name}=...' (see train_decoder.py's train())")
+    return cfg, state
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -104,6 +112,10 @@ def evaluate(argv: list[str]) -> dict:
     if batch_size < 1:
         raise ConfigError(f"batch size {batch_size} (--batch-size or train.eval_batch_size): must be positive")
     check_positive(num_threads=cfg["num_threads"])
+    try:  # a recorded value passed train_decoder.py's own check: a bad one was given here
+        check_choice(precision=(cfg["precision"], precision.PRECISIONS))
+    except ConfigError as e:
+        raise ConfigError(f"{e} ({binding_source('precision', opts.config, opts.gin)})", "precision") from e
     if cfg["num_threads"] is not None:
         torch.set_num_threads(cfg["num_threads"])
     dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg["device"] == "auto" else cfg["device"])
@@ -140,14 +152,16 @@ def evaluate(argv: list[str]) -> dict:
         user_row = int(rows[0])
 
     if opts.user is not None and not opts.write_topk:  # that user alone: one beam search, no metrics
-        found = recommend(**search, index=torch.tensor([user_row]))
+        with precision.autocast(dev, cfg["precision"]):
+            found = recommend(**search, index=torch.tensor([user_row]))
         result["user"] = user_record(user_row, found["item_ids"][0].tolist(), found["scores"][0].tolist())
         print_user(result["user"], opts.split)
         print(json.dumps(result))
         return result
 
     start = time.time()
-    found = recommend(**search, progress=True)
+    with precision.autocast(dev, cfg["precision"]):  # the precision validation chose best.pt with
+        found = recommend(**search, progress=True)
     seconds = time.time() - start
     ranked = found["item_ids"]  # [M, top_k]
     # Validity, checked independently of the beam search's own bookkeeping: every returned
@@ -156,9 +170,12 @@ def evaluate(argv: list[str]) -> dict:
     looked_up = trie.lookup(found["sem_ids"][returned].to(dev)).cpu()
     invalid_share = float((looked_up != ranked[returned]).float().mean()) if returned.any() else 0.0
     model_metrics = retrieval_metrics(ranked, data.targets)
-    train_targets = SeqData(*data_args, "train", cfg["max_seq_len"], cfg["cache_dir"]).targets
-    popular = most_popular(train_targets, tokenizer.n_items, top_k)  # counted on the train split only
+    # The floors, counted on the training split only: popularity and the transition baseline.
+    train_data = SeqData(*data_args, "train", cfg["max_seq_len"], cfg["cache_dir"])
+    popular = most_popular(train_data.targets, tokenizer.n_items, top_k)
     pop_metrics = retrieval_metrics(popular.expand(len(data), -1), data.targets)
+    transition = transition_topk(train_data.last_items, train_data.targets, data.last_items, tokenizer.n_items, top_k)
+    transition_metrics = retrieval_metrics(transition, data.targets)
     coverage = lambda items: len(torch.unique(items[items >= 0])) / tokenizer.n_items
 
     result.update({
@@ -166,13 +183,14 @@ def evaluate(argv: list[str]) -> dict:
         "tiger": {**{k: model_metrics[k] for k in REPORTED}, "invalid_id_share": invalid_share,
                   f"coverage@{top_k}": coverage(ranked)},
         "popularity": {**{k: pop_metrics[k] for k in REPORTED}, f"coverage@{top_k}": coverage(popular)},
+        "transition": {**{k: transition_metrics[k] for k in REPORTED}, f"coverage@{top_k}": coverage(transition)},
         "eval_seconds": round(seconds, 1),
     })
     print(f"{opts.split} split, {len(data):,} users, beam {beam_width}, {seconds:.1f}s", file=sys.stderr)
-    print(f"{'metric':<16}{'TIGER':>10}{'popularity':>12}", file=sys.stderr)
+    print(f"{'metric':<16}{'TIGER':>10}{'popularity':>12}{'transition':>12}", file=sys.stderr)
     for k in result["tiger"]:
-        pop = result["popularity"].get(k)
-        print(f"{k:<16}{result['tiger'][k]:>10.4f}{'' if pop is None else f'{pop:>12.4f}'}", file=sys.stderr)
+        floors = "".join(f"{result[b][k]:>12.4f}" if k in result[b] else " " * 12 for b in ("popularity", "transition"))
+        print(f"{k:<16}{result['tiger'][k]:>10.4f}{floors}", file=sys.stderr)
 
     record = lambda row: user_record(row, ranked[row].tolist(), found["scores"][row].tolist())
     if opts.write_topk:

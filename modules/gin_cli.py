@@ -105,6 +105,13 @@ def check_non_negative(**values: Any) -> None:
             raise ConfigError(f"train.{name} = {value!r}: must be >= 0", binding=name)
 
 
+def check_choice(**values: tuple[Any, Sequence[Any]]) -> None:
+    """name=(value, allowed values): the value must be one of them."""
+    for name, (value, allowed) in values.items():
+        if value not in allowed:
+            raise ConfigError(f"train.{name} = {value!r}: expected one of {', '.join(map(repr, allowed))}", binding=name)
+
+
 def train_parameters(fn: Callable) -> list[str]:
     """The parameter names of an entry point's train() (none for a stand-in taking **bindings)."""
     return [name for name, p in inspect.signature(inspect.unwrap(fn)).parameters.items()

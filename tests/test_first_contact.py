@@ -16,6 +16,7 @@ import data.item_embeddings
 import evaluate
 import train_decoder
 import train_rqvae
+from modules.checkpointing import load_checkpoint, save_checkpoint
 from modules.errors import MissingFileError
 from tests.data.conftest import FakeSentenceTransformer
 from tests.fixtures import write_amazon_raw
@@ -123,6 +124,13 @@ def test_misspelled_binding_names_the_flag_not_the_file(tmp_path, command):
     (train_decoder.main, "configs/decoder_amazon.gin", "eval_every=0", "train.eval_every = 0: must be positive"),
     (train_decoder.main, "configs/decoder_amazon.gin", "learning_rate=-0.01", "train.learning_rate = -0.01: must be positive"),
     (train_decoder.main, "configs/decoder_amazon.gin", "dropout=1.0", "train.dropout = 1.0: must be in [0, 1)"),
+    (train_decoder.main, "configs/decoder_amazon.gin", "lr_ramp_steps=-1", "train.lr_ramp_steps = -1: must be >= 0"),
+    (train_decoder.main, "configs/decoder_amazon.gin", "lr_constant_steps=-100",
+     "train.lr_constant_steps = -100: must be >= 0"),
+    (train_decoder.main, "configs/decoder_amazon.gin", 'optimizer="sgd"',
+     "train.optimizer = 'sgd': expected one of 'adamw', 'adafactor'"),
+    (train_decoder.main, "configs/decoder_amazon.gin", 'precision="fp16"',
+     "train.precision = 'fp16': expected one of 'auto', 'bf16', 'fp32'"),
 ])
 def test_bad_numbers_name_the_binding_and_its_flag(tmp_path, command, main, config, binding, expected):
     status, message = command(main, [config, *paths(tmp_path), "--gin", f"train.{binding}"])
@@ -260,6 +268,34 @@ def test_evaluate_refuses_a_binding_the_decoder_does_not_have(stage1, command):
     assert tree(stage1) == before
 
 
+def test_evaluate_checks_the_precision_it_is_given(stage1, command):
+    train_decoder.main(tiny_run_args(stage1, 10))
+    before = tree(stage1)
+    status, message = command(evaluate.main, tiny_run_args(stage1, 10, ["--gin", 'train.precision="fp16"']))
+    assert status == 2 and message.strip() == (
+        "error: train.precision = 'fp16': expected one of 'auto', 'bf16', 'fp32' (set by --gin 'train.precision=\"fp16\"')")
+    assert tree(stage1) == before
+
+
+def test_evaluate_asks_for_a_setting_an_older_run_did_not_record(stage1, command):
+    """A best.pt from before train.precision existed, read with a config that does not bind it."""
+    train_decoder.main(tiny_run_args(stage1, 10))
+    best = stage1 / "decoder" / "amazon-beauty" / "best.pt"
+    state = load_checkpoint(best)
+    manifest = state.pop("manifest")
+    del manifest["bindings"]["precision"]
+    save_checkpoint(best, state, step=manifest["step"], bindings=manifest["bindings"], metrics=manifest.get("metrics"))
+    config = stage1 / "old.gin"
+    config.write_text("\n".join(line for line in Path(tiny_run_args(stage1, 10)[0]).read_text().splitlines()
+                                if not line.startswith("train.precision")))
+    before = tree(stage1)
+    status, message = command(evaluate.main, [config, *tiny_run_args(stage1, 10)[1:]])
+    assert status == 2 and message.strip() == (
+        f"error: {best} records no train.precision and {config} does not bind it: "
+        "add --gin 'train.precision=...' (see train_decoder.py's train())")
+    assert tree(stage1) == before
+
+
 # ---------------------------------------------------------------- --help and --user
 
 @pytest.mark.parametrize("main, first_lines, options", [
@@ -269,7 +305,7 @@ def test_evaluate_refuses_a_binding_the_decoder_does_not_have(stage1, command):
     (train_decoder.main, ["Stage 2 of TIGER: train the encoder-decoder that generates the next item's semantic ID.", "",
                           "    python train_decoder.py configs/decoder_amazon.gin [--gin 'train.iterations=1000' ...]"],
      ["--gin BINDING", "--debug"]),
-    (evaluate.main, ["Evaluate a trained TIGER model next to a popularity baseline.", ""],
+    (evaluate.main, ["Evaluate a trained TIGER model next to the popularity and transition baselines.", ""],
      ["--gin BINDING", "--debug", "--split {valid,test}", "--write-topk FILE", "--user USER_ID", "--beam-width N",
       "--batch-size N"]),
 ], ids=["train_rqvae", "train_decoder", "evaluate"])
