@@ -102,8 +102,8 @@ def train(
                    n_user_buckets=n_user_buckets, d_model=d_model, n_heads=n_heads, d_head=d_head, ff_dim=ff_dim,
                    n_encoder_layers=n_encoder_layers, n_decoder_layers=n_decoder_layers, eval_every=eval_every,
                    eval_batch_size=eval_batch_size, max_seq_len=max_seq_len, valid_max_users=valid_max_users,
-                   num_threads=num_threads)
-    check_non_negative(weight_decay=weight_decay, lr_ramp_steps=lr_ramp_steps, lr_constant_steps=lr_constant_steps)
+                   num_threads=num_threads, lr_constant_steps=lr_constant_steps)
+    check_non_negative(weight_decay=weight_decay, lr_ramp_steps=lr_ramp_steps)
     if not 0 <= dropout < 1:
         raise ConfigError(f"train.dropout = {dropout!r}: must be in [0, 1)", binding="dropout")
     if select_metric not in {f"{m}@{k}" for m in ("recall", "ndcg") for k in METRIC_KS}:
@@ -129,8 +129,11 @@ def train(
     if env.is_main:
         barrier(env)
     if tokenizer.n_items != train_data.n_items:
-        raise ValueError(f"the tokenizer has {tokenizer.n_items} items but {dataset}/{split} has {train_data.n_items}: "
-                         "was it trained on another data set?")
+        raise ConfigError(f"the tokenizer has {tokenizer.n_items} items but {dataset}/{split} has {train_data.n_items}: "
+                          "was it trained on another data set?", binding="tokenizer_dir")
+    if batch_size > len(train_data):  # before any file is written
+        raise ConfigError(f"train.batch_size = {batch_size} exceeds the {len(train_data)} training examples",
+                          binding="batch_size")
     sem_ids = tokenizer.sem_ids  # [n_items, T] stays on the CPU: batches are gathered there
     trie = tokenizer.trie().to(dev)
     valid_index = (torch.arange(len(valid_data)) if valid_max_users is None or valid_max_users >= len(valid_data)
@@ -199,8 +202,6 @@ def train(
     # grouped by history length, modules/batching.py); a step's batch depends on the step only, so a
     # resumed run sees exactly the batches an uninterrupted one would.
     steps_per_epoch = len(train_data) // batch_size  # the GLOBAL batch: each of N ranks trains on batch_size / N
-    if steps_per_epoch == 0:
-        raise ValueError(f"train.batch_size={batch_size} exceeds the {len(train_data)} training examples")
     perm_epoch, batches, max_lengths = -1, None, None
     resident = ResidentExamples(train_data, sem_ids, dev) if resident_data else None
     forward = torch.compile(ddp_model) if compile_model else ddp_model  # `model` keeps the weights and state_dict

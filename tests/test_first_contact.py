@@ -125,8 +125,8 @@ def test_misspelled_binding_names_the_flag_not_the_file(tmp_path, command):
     (train_decoder.main, "configs/decoder_amazon.gin", "learning_rate=-0.01", "train.learning_rate = -0.01: must be positive"),
     (train_decoder.main, "configs/decoder_amazon.gin", "dropout=1.0", "train.dropout = 1.0: must be in [0, 1)"),
     (train_decoder.main, "configs/decoder_amazon.gin", "lr_ramp_steps=-1", "train.lr_ramp_steps = -1: must be >= 0"),
-    (train_decoder.main, "configs/decoder_amazon.gin", "lr_constant_steps=-100",
-     "train.lr_constant_steps = -100: must be >= 0"),
+    (train_decoder.main, "configs/decoder_amazon.gin", "lr_constant_steps=0",
+     "train.lr_constant_steps = 0: must be positive"),
     (train_decoder.main, "configs/decoder_amazon.gin", 'optimizer="sgd"',
      "train.optimizer = 'sgd': expected one of 'adamw', 'adafactor'"),
     (train_decoder.main, "configs/decoder_amazon.gin", 'precision="fp16"',
@@ -265,6 +265,15 @@ def test_evaluate_refuses_a_binding_the_decoder_does_not_have(stage1, command):
     assert status == 2 and message.strip() == (
         f"error: train.eval_beam_widht is not a parameter of the decoder run in {best} (did you mean "
         "train.eval_beam_width?) (set by --gin 'train.eval_beam_widht=20')")
+    assert tree(stage1) == before
+
+
+def test_decoder_batch_larger_than_the_data_names_the_binding(stage1, command):
+    train_decoder.main(tiny_run_args(stage1, 10, ["--gin", 'train.save_dir="%s"' % (stage1 / "first")]))  # caches built
+    before = tree(stage1)
+    status, message = command(train_decoder.main, tiny_run_args(stage1, 10, ["--gin", "train.batch_size=100000"]))
+    assert status == 2 and message.strip() == ("error: train.batch_size = 100000 exceeds the 170 training examples "
+                                               "(set by --gin 'train.batch_size=100000')")
     assert tree(stage1) == before
 
 
