@@ -33,7 +33,7 @@ from modules.codebook_health import code_counts, codebook_perplexity, codebook_u
 from modules.distributed import (all_gather_cat, all_reduce_sum, barrier, broadcast_module, init_distributed,
                                  rank_rng_states, restore_rank_rng_states, shard, wrap_ddp)
 from modules.errors import ConfigError
-from modules.gin_cli import check_non_negative, check_positive, run_entry_point
+from modules.gin_cli import check_choice, check_non_negative, check_positive, run_entry_point
 from modules.wandb_run import start_wandb_run
 from modules.loss_watch import FirstNonFiniteStep
 from modules.progress import tqdm  # tqdm that says at the start when the run is estimated to take long
@@ -119,10 +119,7 @@ def train(
     check_non_negative(commitment_weight=commitment_weight, weight_decay=weight_decay, gumbel_anneal_steps=gumbel_anneal_steps)
     if not 0 <= held_out_fraction < 1:
         raise ConfigError(f"train.held_out_fraction = {held_out_fraction!r}: must be in [0, 1)", binding="held_out_fraction")
-    if optimizer not in OPTIMIZERS:
-        raise ConfigError(f"train.optimizer = {optimizer!r}: expected one of {sorted(OPTIMIZERS)}", binding="optimizer")
-    if forward_mode not in FORWARD_MODES:
-        raise ConfigError(f"train.forward_mode = {forward_mode!r}: expected one of {FORWARD_MODES}", binding="forward_mode")
+    check_choice(optimizer=(optimizer, tuple(OPTIMIZERS)), forward_mode=(forward_mode, FORWARD_MODES))
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     env = init_distributed(None if device == "auto" else device)  # one process, or one per torchrun rank

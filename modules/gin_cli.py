@@ -38,11 +38,13 @@ MOST_USED_BINDINGS = {
     "save_dir": "the run folder is <save_dir>/<dataset>-<split>/",
     "iterations": "training steps (may be raised on resume)",
     "batch_size": "global batch size",
+    "optimizer": '"adamw" or "adafactor" (decoder), "adamw" or "adagrad" (RQ-VAE)',
     "learning_rate": "peak learning rate",
     "eval_every": "steps between evaluations (may change on resume)",
     "eval_batch_size": "users per beam-search chunk",
     "device": '"auto" (CUDA when available), "cpu" or "cuda"',
     "num_threads": "CPU threads per process (None: torch's default)",
+    "precision": '"auto" (bf16 autocast on CUDA, fp32 on the CPU), "bf16" or "fp32"',
     "resume": "False: start over instead of continuing from checkpoint.pt",
     "use_wandb": "log to Weights & Biases (WANDB_MODE=offline keeps the logs local)",
 }

@@ -121,6 +121,8 @@ def test_misspelled_binding_names_the_flag_not_the_file(tmp_path, command):
     (train_rqvae.main, "configs/rqvae_amazon.gin", "eval_every=0", "train.eval_every = 0: must be positive"),
     (train_rqvae.main, "configs/rqvae_amazon.gin", "iterations=0", "train.iterations = 0: must be positive"),
     (train_rqvae.main, "configs/rqvae_amazon.gin", "hidden_dims=(512, 0)", "train.hidden_dims = (512, 0): must be positive"),
+    (train_rqvae.main, "configs/rqvae_amazon.gin", 'forward_mode="straight"',
+     "train.forward_mode = 'straight': expected one of 'ste', 'gumbel', 'rotation'"),
     (train_decoder.main, "configs/decoder_amazon.gin", "eval_every=0", "train.eval_every = 0: must be positive"),
     (train_decoder.main, "configs/decoder_amazon.gin", "learning_rate=-0.01", "train.learning_rate = -0.01: must be positive"),
     (train_decoder.main, "configs/decoder_amazon.gin", "dropout=1.0", "train.dropout = 1.0: must be in [0, 1)"),
