@@ -61,7 +61,9 @@ report() {  # report STATUS SECONDS [FOLDER...]
     echo "exit status **$status**, ${seconds} s; stderr (progress bars dropped):"; echo
     echo '```'
     # tqdm redraws with '\r': keep whole lines that are not a bar
-    tr '\r' '\n' <"$WORK/stderr" | grep -Ev '^\s*$|[0-9]+%\|' | tail -n "${TAIL:-12}"
+    local err
+    err=$(tr '\r' '\n' <"$WORK/stderr" | grep -Ev '^\s*$|[0-9]+%\|' | tail -n "${TAIL:-12}")
+    echo "${err:-(empty)}"
     echo '```'
     echo; echo "Left behind:"; echo; echo '```'
     local left
@@ -123,7 +125,7 @@ TAIL=16 probe "evaluate.py --user 5: that user alone" "$PYTHON evaluate.py confi
 probe "train_rqvae.py --help (its first lines)" "$PYTHON train_rqvae.py --help"
 echo; echo '```'; head -n 14 "$WORK/stdout"; echo '...'; echo '```'
 probe "evaluate.py --help (its options)" "$PYTHON evaluate.py --help"
-echo; echo '```'; sed -n '/^options:/,/^most used/p' "$WORK/stdout"; echo '```'
+echo; echo '```'; sed -n '/^options:/,$p' "$WORK/stdout"; echo '```'
 
 # ------------------------------------------------------------------ the paper's decoder on a CPU: stopped once it has said how long it would take
 command="$PYTHON train_decoder.py configs/decoder_amazon.gin $OFFLINE_DATA --gin 'train.tokenizer_dir=\"out/rqvae_smoke\"' --gin 'train.save_dir=\"out/decoder_paper\"'$THREAD_FLAG"
@@ -133,11 +135,12 @@ start=$(date +%s.%N)
 bash -c "exec $NONET $command" >"$WORK/stdout" 2>"$WORK/stderr" &  # exec: $! is the training process itself
 pid=$!
 for _ in $(seq "${PAPER_WAIT:-600}"); do
-    grep -q "^note: " "$WORK/stderr" 2>/dev/null && break
+    tr '\r' '\n' <"$WORK/stderr" 2>/dev/null | grep -q "^note: " && break  # tqdm.write starts with '\r'
+
     kill -0 "$pid" 2>/dev/null || break
     sleep 1
 done
 kill "$pid" 2>/dev/null; wait "$pid"; status=$?
 end=$(date +%s.%N)
+TAIL=8 report "$status" "$(printf '%.1f' "$(echo "$end - $start" | bc)")" out/decoder_paper
 echo; echo "(stopped by this script with SIGTERM once the note was printed: exit status 143 is that)"
-TAIL=8 report "$status" "$(printf '%.1f' "$(echo "$end - $start" | bc)")"
