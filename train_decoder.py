@@ -20,90 +20,38 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 
 import gin
 import torch
 import torch.distributed
-from tqdm import tqdm
 
 from data.processed import SeqData
 from modules.atomic_io import atomic_write_text
 from modules.batching import ResidentExamples, length_bucketed_batches, trim_history
-from modules.beam_search import constrained_beam_search
 from modules.checkpointing import CheckpointError, check_resume_config, file_sha256, gin_bindings, load_checkpoint, save_checkpoint
-from modules.distributed import (DistEnv, all_reduce_sum, barrier, init_distributed, rank_rng_states,
+from modules.distributed import (all_reduce_sum, barrier, init_distributed, rank_rng_states,
                                  restore_rank_rng_states, shard, wrap_ddp)
-from modules.gin_cli import run_entry_point
+from modules.errors import ConfigError
+from modules.gin_cli import check_choice, check_non_negative, check_positive, run_entry_point
 from modules.wandb_run import start_wandb_run
 from modules.loss_watch import FirstNonFiniteStep
 from modules.learning_health import coverage_and_top1_share, level_nll_sums, prior_nll
 from modules.lr_schedule import ramp_then_inverse_sqrt
-from modules.metrics import TopKMetrics
-from modules.model import EncoderDecoderRetrievalModel, sem_id_batch
+from modules.model import EncoderDecoderRetrievalModel
 import modules.precision
-from modules.optimizer import build_optimizer
+from modules.optimizer import OPTIMIZERS, build_optimizer
 from modules.popularity import most_popular
-from modules.semantic_id_trie import SemanticIdTrie
-from modules.tokenizer import SemanticIdTokenizer
+from modules.progress import tqdm  # tqdm that says at the start when the run is estimated to take long
+from modules.retrieval import METRIC_KS, data_batch, recommend, retrieval_metrics
+from modules.run_folder import load_tokenizer, run_dir
 from modules.transition import transition_topk
 
-METRIC_KS = (1, 5, 10)
 LOG_EVERY = 100  # steps between reads of the training loss (each read waits for the GPU)
-# Bindings that may change between a run and its resumption (extend a run, evaluation and logging).
-RESUMABLE_CHANGES = ("iterations", "resume", "force_resume", "eval_batch_size", "device", "num_threads",
-                     "use_wandb", "wandb_project", "resident_data", "compile_model", "eval_sort_by_length")  # the last three: same batches, same results
-
-
-def run_dir(save_dir: str, dataset: str, split: str) -> Path:
-    return Path(save_dir) / f"{dataset}-{split}"
-
-
-def load_tokenizer(tokenizer_dir: str, dataset: str, split: str) -> SemanticIdTokenizer:
-    path = run_dir(tokenizer_dir, dataset, split) / "semantic_ids.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"no tokenizer at {path} (train.tokenizer_dir={tokenizer_dir!r}): "
-                                "run train_rqvae.py first, or point train.tokenizer_dir at its save_dir")
-    return SemanticIdTokenizer.load(path)
-
-
-def data_batch(data: SeqData, index: torch.Tensor, sem_ids: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
-    """Examples `index` of a split as semantic IDs, on `device`."""
-    raw = {"user_id": data.user_ids[index], "history": data.history_batch(index), "target": data.targets[index]}
-    return {k: v.to(device) for k, v in sem_id_batch(raw, sem_ids).items()}
-
-
-@torch.no_grad()
-def recommend(model: EncoderDecoderRetrievalModel, data: SeqData, sem_ids: torch.Tensor, trie: SemanticIdTrie,
-              beam_width: int, top_k: int, batch_size: int, device: torch.device,
-              index: torch.Tensor | None = None, progress: bool = False,
-              sort_by_length: bool = False) -> dict[str, torch.Tensor]:
-    """Top-k for examples `index` (default: all) of a split: item_ids [M, top_k], sem_ids [M, top_k, T], scores [M, top_k].
-    sort_by_length: chunks of users with similar history lengths, each trimmed to its longest history
-    (less padding to encode and to cache for cross-attention: larger chunks fit); same results, in `index` order."""
-    index = torch.arange(len(data)) if index is None else index
-    order = torch.argsort(data.history_lengths[index], stable=True) if sort_by_length else torch.arange(len(index))
-    out = {"item_ids": [], "sem_ids": [], "scores": []}
-    for chunk in tqdm(index[order].split(batch_size), desc="beam search", disable=not progress, file=sys.stderr, leave=False):
-        batch = data_batch(data, chunk, sem_ids, device)
-        if sort_by_length:
-            batch = trim_history(batch, data.history_lengths[chunk].max())
-        found = constrained_beam_search(model, batch, trie, beam_width, top_k)
-        for k in out:
-            out[k].append(found[k].cpu())
-    unsort = torch.argsort(order)
-    return {k: torch.cat(v)[unsort] for k, v in out.items()}
-
-
-def retrieval_metrics(ranked_items: torch.Tensor, targets: torch.Tensor, env: DistEnv | None = None) -> dict[str, float]:
-    """Recall/NDCG@K; with `env`, over the users of every rank (each passes its own share)."""
-    metrics = TopKMetrics(METRIC_KS)
-    metrics.update(ranked_items, targets)
-    if env is not None and env.is_distributed:  # sums and counts add up over ranks; means do not
-        totals = all_reduce_sum(torch.tensor([*metrics.sums.values(), metrics.count], dtype=torch.float64,
-                                             device=env.device), env).tolist()
-        metrics.sums, metrics.count = dict(zip(metrics.sums, totals[:-1])), int(totals[-1])
-    return metrics.compute()
+# Bindings that may change between a run and its resumption (extend a run, evaluation and logging;
+# validation metrics before and after a change of evaluation settings are compared as they are for best.pt).
+RESUMABLE_CHANGES = ("iterations", "resume", "force_resume", "eval_every", "eval_beam_width", "eval_batch_size",
+                     "valid_max_users", "device", "num_threads", "use_wandb", "wandb_project",
+                     "resident_data", "compile_model", "eval_sort_by_length")  # the last three: same batches, same results
 
 
 @gin.configurable
@@ -150,12 +98,21 @@ def train(
     use_wandb: bool = False,
     wandb_project: str = "tiger-decoder",
 ) -> dict:
+    check_positive(iterations=iterations, batch_size=batch_size, learning_rate=learning_rate, grad_clip=grad_clip,
+                   n_user_buckets=n_user_buckets, d_model=d_model, n_heads=n_heads, d_head=d_head, ff_dim=ff_dim,
+                   n_encoder_layers=n_encoder_layers, n_decoder_layers=n_decoder_layers, eval_every=eval_every,
+                   eval_batch_size=eval_batch_size, max_seq_len=max_seq_len, valid_max_users=valid_max_users,
+                   num_threads=num_threads, lr_constant_steps=lr_constant_steps)
+    check_non_negative(weight_decay=weight_decay, lr_ramp_steps=lr_ramp_steps)
+    if not 0 <= dropout < 1:
+        raise ConfigError(f"train.dropout = {dropout!r}: must be in [0, 1)", binding="dropout")
     if select_metric not in {f"{m}@{k}" for m in ("recall", "ndcg") for k in METRIC_KS}:
-        raise ValueError(f"train.select_metric={select_metric!r}: expected recall@K or ndcg@K with K in {METRIC_KS}")
+        raise ConfigError(f"train.select_metric={select_metric!r}: expected recall@K or ndcg@K with K in {METRIC_KS}",
+                          binding="select_metric")
     if eval_beam_width < max(METRIC_KS):
-        raise ValueError(f"train.eval_beam_width={eval_beam_width}: must be >= {max(METRIC_KS)} for Recall@{max(METRIC_KS)}")
-    if precision not in modules.precision.PRECISIONS:
-        raise ValueError(f"train.precision={precision!r}: expected one of {modules.precision.PRECISIONS}")
+        raise ConfigError(f"train.eval_beam_width={eval_beam_width}: must be >= {max(METRIC_KS)} for Recall@{max(METRIC_KS)}",
+                          binding="eval_beam_width")
+    check_choice(optimizer=(optimizer, OPTIMIZERS), precision=(precision, modules.precision.PRECISIONS))
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     env = init_distributed(None if device == "auto" else device)  # one process, or one per torchrun rank
@@ -172,8 +129,11 @@ def train(
     if env.is_main:
         barrier(env)
     if tokenizer.n_items != train_data.n_items:
-        raise ValueError(f"the tokenizer has {tokenizer.n_items} items but {dataset}/{split} has {train_data.n_items}: "
-                         "was it trained on another data set?")
+        raise ConfigError(f"the tokenizer has {tokenizer.n_items} items but {dataset}/{split} has {train_data.n_items}: "
+                          "was it trained on another data set?", binding="tokenizer_dir")
+    if batch_size > len(train_data):  # before any file is written
+        raise ConfigError(f"train.batch_size = {batch_size} exceeds the {len(train_data)} training examples",
+                          binding="batch_size")
     sem_ids = tokenizer.sem_ids  # [n_items, T] stays on the CPU: batches are gathered there
     trie = tokenizer.trie().to(dev)
     valid_index = (torch.arange(len(valid_data)) if valid_max_users is None or valid_max_users >= len(valid_data)
@@ -242,8 +202,6 @@ def train(
     # grouped by history length, modules/batching.py); a step's batch depends on the step only, so a
     # resumed run sees exactly the batches an uninterrupted one would.
     steps_per_epoch = len(train_data) // batch_size  # the GLOBAL batch: each of N ranks trains on batch_size / N
-    if steps_per_epoch == 0:
-        raise ValueError(f"train.batch_size={batch_size} exceeds the {len(train_data)} training examples")
     perm_epoch, batches, max_lengths = -1, None, None
     resident = ResidentExamples(train_data, sem_ids, dev) if resident_data else None
     forward = torch.compile(ddp_model) if compile_model else ddp_model  # `model` keeps the weights and state_dict

@@ -24,7 +24,7 @@ from modules.model import EncoderDecoderRetrievalModel
 from modules.semantic_id_trie import SemanticIdTrie
 from modules.rqvae import RqVae
 from modules.tokenizer import SemanticIdTokenizer
-from train_decoder import data_batch
+from modules.retrieval import data_batch
 
 
 DECODERS = {  # the model bindings of configs/decoder_amazon.gin and configs/decoder_amazon_cpu.gin

@@ -94,18 +94,21 @@ def check_arms(arms: list[Arm], decoder_config: str, before: list[str], after: l
     `before` and `after`: the bindings around the arm's own on the run's command line."""
     import gin
 
-    import train_decoder
-    from evaluate import train_config
-    from modules.gin_cli import GinConfigError, parse_gin_args
+    import inspect
 
+    import train_decoder
+    from modules.errors import UserError
+    from modules.gin_cli import parse_gin_args
+
+    defaults = {name: p.default for name, p in inspect.signature(inspect.unwrap(train_decoder.train)).parameters.items()}
     for arm in arms:
         gin.clear_config()
         try:
             bindings = [*before, *arm.bindings, *after]
             parse_gin_args(train_decoder.train, [decoder_config, *[a for b in bindings for a in ("--gin", b)]])
-        except GinConfigError as e:
+        except UserError as e:
             raise SystemExit(f"arm {arm.name!r} (line {arm.line}): {e}")
-        config = train_config()
+        config = {**defaults, **gin.get_bindings(train_decoder.train)}  # train()'s effective arguments
         arm.settings = {k: config[k] for k in ("iterations", "batch_size", "optimizer", "learning_rate", "lr_constant_steps", "eval_every")}
     gin.clear_config()
 

@@ -40,7 +40,7 @@ from modules.atomic_io import atomic_write_text
 
 # The three entry points, imported before any of them parses a config (gin refuses new
 # configurables once a config has been parsed).
-import evaluate  # noqa: E402  (imports train_decoder)
+import evaluate  # noqa: E402
 import train_decoder  # noqa: E402
 import train_rqvae  # noqa: E402
 

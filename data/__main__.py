@@ -14,19 +14,25 @@ import sys
 import data.item_embeddings as item_embeddings
 import data.processed as processed
 from data.processed import ItemData, RecDataset, SeqData
+from modules.errors import exit_on_user_error
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m data", description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="amazon", choices=[d.value for d in RecDataset])
     parser.add_argument("--split", default="beauty", help="Amazon: beauty, sports or toys (ignored for MovieLens)")
-    parser.add_argument("--root", required=True, help="folder holding raw/<split>/ (downloaded there if missing)")
+    parser.add_argument("--root", required=True, help="folder holding raw/<split>/ (downloaded there if missing and the network allows)")
     parser.add_argument("--cache-dir", default="cache")
     parser.add_argument("--max-seq-len", type=int, default=None)
     parser.add_argument("--encoder-model", default=None, help="sentence-transformers hub name or local path")
     parser.add_argument("--force-process", action="store_true")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (or set TIGER_DEBUG=1)")
     args = parser.parse_args(argv)
+    with exit_on_user_error(argv is None, sys.argv[1:] if argv is None else argv):  # one line, exit status 2
+        return statistics(args)
 
+
+def statistics(args: argparse.Namespace) -> dict:
     raw_loads, encode_calls = processed.RAW_LOADS, item_embeddings.ENCODE_CALLS
     items = ItemData(args.root, args.dataset, args.split, subset="all", cache_dir=args.cache_dir,
                      encoder_model=args.encoder_model, force_process=args.force_process)

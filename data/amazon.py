@@ -12,14 +12,16 @@ from __future__ import annotations
 import ast
 import gzip
 import json
+import zlib
 from pathlib import Path
 
 import polars as pl
 import torch
 
-from data.download import download_and_extract
+from data.download import ensure_raw_files, missing_files
 from data.item_text import item_text
 from data.raw_data import RawData
+from modules.errors import ConfigError, DataError
 
 # The P5 release (Geng et al., 2022), `P5_data.zip` on Google Drive, linked from
 # https://github.com/jeykigung/P5 ("Download preprocessed data"); it unpacks to
@@ -31,27 +33,29 @@ RAW_FILES = ("sequential_data.txt", "datamaps.json", "meta.json.gz")
 
 
 def ensure_raw(root: str | Path, split: str) -> Path:
-    """Return `<root>/raw/<split>`, downloading the P5 release only if a file is missing."""
+    """Return `<root>/raw/<split>`; the files are looked for first, and the P5 release is
+    downloaded only if one is missing (data/download.py)."""
     folder = Path(root) / "raw" / split
-    if all((folder / name).is_file() for name in RAW_FILES):
-        return folder
-    if split not in P5_SPLITS:
-        raise ValueError(f"split='{split}': Amazon splits are {P5_SPLITS} and {folder} does not hold {RAW_FILES}")
-    download_and_extract(P5_URL, "P5_data.zip", folder.parent, folder_in_zip="data")
-    missing = [name for name in RAW_FILES if not (folder / name).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{folder}: {missing} still missing after downloading {P5_URL}")
-    return folder
+    if split not in P5_SPLITS and missing_files(folder, RAW_FILES):
+        raise ConfigError(f"train.split = {split!r}: the P5 release has {', '.join(P5_SPLITS)}, and {folder} does not "
+                          f"hold {', '.join(RAW_FILES)}", binding="split")
+    return ensure_raw_files(folder, RAW_FILES, root, P5_URL, "P5_data.zip", folder_in_zip="data",
+                            manual_step=f"unzip P5_data.zip (Google Drive, linked from github.com/jeykigung/P5) and "
+                                        f"move its data/{split}/ folder to {folder}/")
 
 
-def read_sequences(path: Path, n_items: int | None = None) -> pl.DataFrame:
+def read_sequences(path: Path, n_items: int | None = None, n_users: int | None = None) -> pl.DataFrame:
     """`sequential_data.txt` -> columns user, item (0-based), each user's items oldest first.
 
     Every line must hold a user and at least 3 items (leave-one-out needs a training, a validation
     and a test target; the P5 data is 5-core, so a shorter line means a damaged file: it is an
-    error naming the line, not a silent skip that would renumber the users). With `n_items`, an
-    item id outside 1..n_items is an error naming the line and the id."""
-    lines = pl.read_csv(path, has_header=False, new_columns=["line"], separator="\t", quote_char=None)
+    error naming the line, not a silent skip that would renumber the users). Line k must be user k.
+    With `n_items` and `n_users` (from datamaps.json), an item id outside 1..n_items, or another
+    number of lines than users (a truncated file), is an error naming the line, the id or the counts."""
+    try:
+        lines = pl.read_csv(path, has_header=False, new_columns=["line"], separator="\t", quote_char=None)
+    except (pl.exceptions.PolarsError, OSError) as e:
+        raise DataError(f"{path}: unreadable ({type(e).__name__}: {str(e).splitlines()[0]})") from None
     ids = lines.with_row_index("row").with_columns(
         pl.col("line").fill_null("").str.strip_chars().str.split(" ").alias("ids")  # an empty line is null
     )
@@ -59,57 +63,75 @@ def read_sequences(path: Path, n_items: int | None = None) -> pl.DataFrame:
     if len(bad):
         row, tokens = bad["row"][0], bad["ids"][0].to_list()
         n = len([t for t in tokens if t])
-        raise ValueError(f"{path}:{row + 1}: expected 'user_id item_id item_id item_id ...' (a user with at least "
-                         f"3 items: train, valid and test targets), got {max(n - 1, 0)} item(s) in {' '.join(tokens)!r}")
-    table = ids.select(
-        "row",
-        pl.col("ids").list.first().alias("user"),
-        pl.col("ids").list.slice(1).alias("item"),
-    ).explode("item")
-    try:
-        table = table.select("row", pl.col("user").cast(pl.Int64) - 1, pl.col("item").cast(pl.Int64) - 1)
-    except pl.exceptions.InvalidOperationError as e:
-        raise ValueError(f"{path}: non-integer id ({e})") from None
+        raise DataError(f"{path}:{row + 1}: expected 'user_id item_id item_id item_id ...' (a user with at least "
+                        f"3 items: train, valid and test targets), got {max(n - 1, 0)} item(s) in {' '.join(tokens)!r}")
+    tokens = ids.select("row", pl.col("ids").list.first().alias("user"), pl.col("ids").list.slice(1).alias("item"))
+    tokens = tokens.explode("item")
+    table = tokens.select("row", pl.col("user").cast(pl.Int64, strict=False) - 1, pl.col("item").cast(pl.Int64, strict=False) - 1)
+    not_integer = table.select(pl.col("user").is_null() | pl.col("item").is_null()).to_series()
+    if not_integer.any():
+        at = int(not_integer.arg_true()[0])
+        token = tokens["user"][at] if table["user"][at] is None else tokens["item"][at]
+        raise DataError(f"{path}:{tokens['row'][at] + 1}: {token!r} is not an integer id")
+    misplaced = table.filter(pl.col("user") != pl.col("row"))
+    if len(misplaced):
+        row = misplaced["row"][0]
+        raise DataError(f"{path}:{row + 1}: user id {misplaced['user'][0] + 1}, expected {row + 1} (line k holds user k)")
     if n_items is not None:
         unknown = table.filter((pl.col("item") < 0) | (pl.col("item") >= n_items))
         if len(unknown):
-            raise ValueError(f"{path}:{unknown['row'][0] + 1}: item id {unknown['item'][0] + 1} is not in "
-                             f"datamaps.json (id2item knows 1..{n_items})")
+            raise DataError(f"{path}:{unknown['row'][0] + 1}: item id {unknown['item'][0] + 1} is not in "
+                            f"datamaps.json (id2item knows 1..{n_items})")
+    if n_users is not None and len(lines) != n_users:
+        raise DataError(f"{path} has {len(lines):,} user lines but datamaps.json lists {n_users:,} users (id2user): "
+                        "the file is truncated, or the two files come from different releases")
     return table.drop("row")
 
 
 def read_meta(path: Path) -> dict[str, dict]:
     """`meta.json.gz` -> {asin: metadata dict}. Lines are Python literals (single quotes),
-    parsed with `ast.literal_eval`, never `eval`."""
+    parsed with `ast.literal_eval`, never `eval`. A file that is not gzip, or is cut short,
+    is an error naming it."""
     meta = {}
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = ast.literal_eval(line)
-            except (ValueError, SyntaxError, MemoryError, RecursionError) as e:
-                raise ValueError(f"{path}:{line_no}: malformed metadata line ({type(e).__name__}: {e})") from None
-            if not isinstance(row, dict) or "asin" not in row:
-                raise ValueError(f"{path}:{line_no}: expected a dict with an 'asin' key")
-            meta[row["asin"]] = row
+    line_no = 0
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            for line_no, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = ast.literal_eval(line)
+                except (ValueError, SyntaxError, MemoryError, RecursionError) as e:
+                    raise DataError(f"{path}:{line_no}: malformed metadata line ({type(e).__name__}: {e})") from None
+                if not isinstance(row, dict) or "asin" not in row:
+                    raise DataError(f"{path}:{line_no}: expected a dict with an 'asin' key")
+                meta[row["asin"]] = row
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as e:  # BadGzipFile is an OSError
+        where = f"after line {line_no}" if line_no else "from its start"
+        raise DataError(f"{path}: not a readable gzip file {where} (truncated, or not gzip: "
+                        f"{type(e).__name__}: {e})") from None
     return meta
+
+
+def read_datamaps(path: Path) -> tuple[dict[str, str], int]:
+    """`datamaps.json` -> (id2item: '1'-based id -> ASIN, number of users)."""
+    try:
+        with open(path) as f:
+            maps = json.load(f)
+        return maps["id2item"], len(maps["id2user"])
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from None
+    except (KeyError, TypeError) as e:
+        raise DataError(f"{path}: expected an object with 'id2item' and 'id2user' (missing {e})") from None
 
 
 def load_amazon(root: str | Path, split: str) -> RawData:
     folder = ensure_raw(root, split)
-    with open(folder / "datamaps.json") as f:
-        id2item = json.load(f)["id2item"]
-    interactions = read_sequences(folder / "sequential_data.txt", n_items=len(id2item))
-    meta = read_meta(folder / "meta.json.gz")
-
+    id2item, n_users = read_datamaps(folder / "datamaps.json")
     n_items = len(id2item)
-    n_users = interactions["user"].n_unique()
-    users = interactions["user"]
-    if users.min() != 0 or users.max() != n_users - 1 or not users.is_sorted():
-        raise ValueError(f"{folder / 'sequential_data.txt'}: user ids must be 1..{n_users}, one line each, in order")
-    if interactions["item"].min() < 0 or interactions["item"].max() >= n_items:
-        raise ValueError(f"{folder / 'sequential_data.txt'}: item ids outside 1..{n_items} (datamaps.json id2item)")
+    # checked against datamaps.json before anything is cached: lines, user order, item ids
+    interactions = read_sequences(folder / "sequential_data.txt", n_items=n_items, n_users=n_users)
+    meta = read_meta(folder / "meta.json.gz")
 
     titles, texts = [], []
     for item in range(n_items):  # one pass over the catalogue, not the interactions

@@ -1,14 +1,27 @@
-"""Fetch a public zip release and move its data folders into `<root>/raw/`.
+"""Raw files: looked for on disk first; only when some are missing is the public zip release
+fetched and its data folders moved into `<root>/raw/`.
 
-Only called when raw files are missing; present files never touch the network.
+Nothing is written under the data root before a download has succeeded: the archive goes to
+the system's temporary folder, its digest and format are checked there, and only then are
+its folders moved in. Without network, the error names every missing file, the folder it was
+looked for in, the binding that sets the root, and the manual step (where to unzip what).
 """
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
+import socket
 import tempfile
+import zipfile
 from pathlib import Path
+from typing import Sequence
+
+from modules.errors import DataError, MissingFileError, UserError
+
+ROOT_BINDING = "train.dataset_folder (python -m data: --root)"
+STALL_TIMEOUT_S = 60  # seconds a connection or a read may wait for the server before the download fails
 
 
 def download_url(url: str, folder: str, log: bool = True, filename: str | None = None) -> str:
@@ -35,6 +48,9 @@ def file_md5(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def missing_files(folder: Path, files: Sequence[str]) -> list[str]:
+    return [name for name in files if not (Path(folder) / name).is_file()]
+
 
 def download_and_extract(url: str, filename: str, raw_dir: Path, folder_in_zip: str = "",
                          expected_md5: str | None = None) -> list[str]:
@@ -43,26 +59,61 @@ def download_and_extract(url: str, filename: str, raw_dir: Path, folder_in_zip: 
     left alone). Returns the folder names moved in. With `expected_md5` (the digest the source
     publishes) a download that does not match is deleted and refused before anything is extracted.
 
-    Extraction happens in a temporary folder next to the destination, and each
-    data folder is moved in with one rename, so an interrupted download leaves no
-    half-written raw folder behind."""
+    The archive is fetched into the system's temporary folder: a failed or refused download
+    leaves nothing under `raw_dir`, not even the folder. Extraction then happens in a temporary
+    folder next to the destination, and each data folder is moved in with one rename, so an
+    interrupted extraction leaves no half-written raw folder behind."""
     raw_dir = Path(raw_dir)
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".download.", dir=raw_dir))
+    download_dir = Path(tempfile.mkdtemp(prefix="tiger-download-"))
     try:
-        archive = download_url(url, str(tmp), filename=filename)
+        previous_timeout = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(STALL_TIMEOUT_S)  # a network that drops packets fails instead of hanging
+        try:
+            archive = download_url(url, str(download_dir), filename=filename)
+        except (OSError, http.client.HTTPException) as e:  # URLError, timeouts, refused connections
+            raise MissingFileError(f"downloading {filename} from {url} failed ({getattr(e, 'reason', e)})") from e
+        finally:
+            socket.setdefaulttimeout(previous_timeout)
         if expected_md5 is not None and (digest := file_md5(archive)) != expected_md5:
-            raise ValueError(f"{url}: the download's MD5 is {digest}, the published one is {expected_md5}; "
-                             "the file was deleted (a broken or tampered download). Try again later.")
-        extract_zip(archive, str(tmp / "extracted"))
-        source = tmp / "extracted" / folder_in_zip
-        if not source.is_dir():
-            raise FileNotFoundError(f"{url}: the archive has no folder '{folder_in_zip}'")
-        moved = []
-        for folder in sorted(p for p in source.iterdir() if p.is_dir()):
-            if not (raw_dir / folder.name).exists():
-                os.replace(folder, raw_dir / folder.name)
-                moved.append(folder.name)
-        return moved
+            raise DataError(f"{url}: the download's MD5 is {digest}, the published one is {expected_md5}; "
+                            "the file was deleted (a broken or tampered download). Try again later.")
+        if not zipfile.is_zipfile(archive):  # e.g. an HTML page instead of the file
+            raise DataError(f"{url}: the download is not a zip archive (the file was deleted)")
+        raw_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".download.", dir=raw_dir))  # same file system: renames
+        try:
+            extract_zip(archive, str(staging))
+            source = staging / folder_in_zip
+            if not source.is_dir():
+                raise DataError(f"{url}: the archive has no folder '{folder_in_zip}'")
+            moved = []
+            for folder in sorted(p for p in source.iterdir() if p.is_dir()):
+                if not (raw_dir / folder.name).exists():
+                    os.replace(folder, raw_dir / folder.name)
+                    moved.append(folder.name)
+            return moved
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(download_dir, ignore_errors=True)
+
+
+def ensure_raw_files(folder: Path, files: Sequence[str], root: str | Path, url: str, filename: str,
+                     manual_step: str, folder_in_zip: str = "", expected_md5: str | None = None) -> Path:
+    """Return `folder` once it holds every one of `files`: they are looked for first, and the
+    release at `url` is downloaded only when some are missing. Any failure is a MissingFileError
+    (two lines): what is missing where, why it could not be fetched, then `manual_step`."""
+    folder = Path(folder)
+    missing = missing_files(folder, files)
+    if not missing:
+        return folder
+    where = f"{folder} lacks {', '.join(missing)} (data root {str(root)!r}, set by {ROOT_BINDING})"
+    try:
+        download_and_extract(url, filename, folder.parent, folder_in_zip, expected_md5)
+    except UserError as e:
+        raise MissingFileError(f"{where}, and {e}.\nOffline: {manual_step}.") from e
+    still_missing = missing_files(folder, files)
+    if still_missing:
+        raise MissingFileError(f"{folder} still lacks {', '.join(still_missing)} after downloading {url}.\n"
+                               f"By hand: {manual_step}.")
+    return folder

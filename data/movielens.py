@@ -11,8 +11,9 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from data.download import download_and_extract
+from data.download import ensure_raw_files
 from data.raw_data import RawData
+from modules.errors import DataError
 
 GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens/{name}.zip"
 # MD5s GroupLens publishes beside each archive (<url>.md5). ml-32m: not known exactly here, so the
@@ -23,17 +24,13 @@ NO_GENRE = "(no genres listed)"  # ML-32M's marker for an empty genre list
 
 
 def ensure_raw(root: str | Path, name: str, files: tuple[str, ...]) -> Path:
-    """Return `<root>/raw/<name>` (`name` = 'ml-1m' or 'ml-32m'), downloading the
-    GroupLens zip only if a file is missing."""
+    """Return `<root>/raw/<name>` (`name` = 'ml-1m' or 'ml-32m'); the files are looked for first,
+    and the GroupLens zip is downloaded only if one is missing (data/download.py)."""
     folder = Path(root) / "raw" / name
-    if all((folder / f).is_file() for f in files):
-        return folder
-    download_and_extract(GROUPLENS_URL.format(name=name), f"{name}.zip", folder.parent,
-                         expected_md5=GROUPLENS_MD5.get(name))
-    missing = [f for f in files if not (folder / f).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{folder}: {missing} still missing after downloading {GROUPLENS_URL.format(name=name)}")
-    return folder
+    url = GROUPLENS_URL.format(name=name)
+    return ensure_raw_files(folder, files, root, url, f"{name}.zip", expected_md5=GROUPLENS_MD5.get(name),
+                            manual_step=f"unzip {name}.zip ({url}) inside {folder.parent}/ (it unpacks to {name}/"
+                                        f"{', '.join(files)})")
 
 
 def filter_min_ratings(ratings: pl.DataFrame, min_count: int = MIN_RATINGS) -> pl.DataFrame:
@@ -52,14 +49,14 @@ def filter_min_ratings(ratings: pl.DataFrame, min_count: int = MIN_RATINGS) -> p
 def movielens_raw_data(ratings: pl.DataFrame, movies: pl.DataFrame, source: Path) -> RawData:
     ratings = filter_min_ratings(ratings)
     if len(ratings) == 0:
-        raise ValueError(f"{source}: no user and movie has >= {MIN_RATINGS} ratings")
+        raise DataError(f"{source}: no user and movie has >= {MIN_RATINGS} ratings")
     # Dense 0-based ids in ascending GroupLens id order.
     users = ratings.select(pl.col("user").unique().sort()).with_row_index("user_id")
     items = ratings.select(pl.col("movie").unique().sort()).with_row_index("item_id")
     items = items.join(movies, on="movie", how="left", maintain_order="left")
     if items["title"].null_count():
         unknown = items.filter(pl.col("title").is_null())["movie"][0]
-        raise ValueError(f"{source}: movie {unknown} is rated but missing from the movies file")
+        raise DataError(f"{source}: movie {unknown} is rated but missing from the movies file")
 
     # Each user's ratings oldest first; ties keep the file's order (stable sort).
     interactions = (

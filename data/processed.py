@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from data.amazon import load_amazon
+from data.cache_files import REBUILD_ADVICE, load_cache_file
 from data.item_embeddings import cached_item_embeddings
 from data.item_text import TEXT_TEMPLATE
 from data.ml1m import load_ml1m
@@ -27,21 +28,9 @@ from data.raw_data import RawData
 from data.splits import gather_histories, leave_one_out
 from modules.atomic_io import atomic_torch_save, atomic_write
 from modules.checkpointing import file_sha256
+from modules.errors import CacheError, ConfigError
 
 CACHE_VERSION = 1
-REBUILD_ADVICE = "delete it, or rebuild the cache with `python -m data ... --force-process` (ItemData/SeqData force_process=True)"
-
-
-class CacheError(RuntimeError):
-    """A cache file that cannot be trusted: it is never used, the message names it."""
-
-
-def load_cache_file(path: Path) -> dict:
-    """torch.load a cache file; a truncated or unreadable one raises CacheError naming it."""
-    try:
-        return torch.load(path, weights_only=True)
-    except Exception as e:  # truncated zip, bad pickle: do not guess what it held
-        raise CacheError(f"cache file {path} is truncated or corrupted ({type(e).__name__}: {e}); {REBUILD_ADVICE}") from e
 RAW_LOADS = 0  # how many times raw files were parsed (tests assert on it)
 
 
@@ -59,7 +48,8 @@ def as_dataset(dataset: RecDataset | str) -> RecDataset:
     try:
         return RecDataset(dataset)
     except ValueError:
-        raise ValueError(f"dataset='{dataset}': expected one of {[d.value for d in RecDataset]}") from None
+        raise ConfigError(f"train.dataset = {dataset!r}: expected one of {[d.value for d in RecDataset]}",
+                          binding="dataset") from None
 
 
 def cache_folder(cache_dir: str | Path, dataset: RecDataset, split: str) -> Path:

@@ -62,6 +62,6 @@ class ResidentExamples:
         return len(self.targets)
 
     def batch(self, index: Tensor) -> dict[str, Tensor]:
-        """index [B] on `device` -> the batch `train_decoder.data_batch` would build, on `device`."""
+        """index [B] on `device` -> the batch `modules.retrieval.data_batch` would build, on `device`."""
         raw = {"user_id": self.user_ids[index], "history": self.histories[index], "target": self.targets[index]}
         return sem_id_batch(raw, self.sem_ids)

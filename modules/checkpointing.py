@@ -22,10 +22,7 @@ import numpy as np
 import torch
 
 from modules.atomic_io import atomic_torch_save, atomic_write_text
-
-
-class CheckpointError(RuntimeError):
-    pass
+from modules.errors import CheckpointError
 
 
 def gin_bindings(fn: Callable) -> dict[str, str]:

@@ -1,25 +1,53 @@
-"""Command line of the entry points: `script.py CONFIG.gin [--gin 'binding' ...]`.
+"""Command line of the entry points: `script.py CONFIG.gin [--gin 'binding' ...] [--debug]`.
 
-gin already names an unknown binding; what it does not do is check types, so a
-string bound where an int is expected would fail deep inside training (or, worse,
-silently change behaviour). `parse_gin_args` checks every binding of the entry
-point's `train()` against its type hints and stops with the parameter's name.
+- Arguments: an unknown argument is refused with the --gin form it probably meant (a plain
+  `--iterations 30` used to be dropped silently); a missing config file is "no such file".
+- Bindings: gin names an unknown binding but does not check types, so a string bound where an
+  int is expected would fail deep inside training; `check_binding_types` checks every binding
+  of the entry point's `train()` against its type hints. Every binding error names the config
+  file or the --gin flag that set the binding.
+- Errors: on the command line a UserError (modules/errors.py: bad binding, missing file, bad
+  data, refused resume, damaged checkpoint or cache) prints as one or two lines on stderr and
+  exits with status 2, no traceback; `--debug` or TIGER_DEBUG=1 lets it propagate. Called from
+  Python (`main(argv)` in tests and benchmarks) the exception always propagates.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import inspect
 import json
 import os
+import re
+import sys
 import typing
-from typing import Any, Callable, Sequence
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import gin
 
+from modules.errors import DEBUG_ENV, ConfigError, MissingFileError, exit_on_user_error, message_of
 
-class GinConfigError(ValueError):
-    pass
+# What --help lists under "most used bindings" (those the entry point's train() has).
+MOST_USED_BINDINGS = {
+    "dataset_folder": 'data root: raw files in <dataset_folder>/raw/<split>/ (e.g. "../shared/data/amazon")',
+    "split": '"beauty", "sports" or "toys" (Amazon); MovieLens: the data set\'s name',
+    "cache_dir": "processed tables and item embeddings: <cache_dir>/<dataset>/<split>/",
+    "tokenizer_dir": "stage 1's save_dir: reads <tokenizer_dir>/<dataset>-<split>/semantic_ids.pt",
+    "save_dir": "the run folder is <save_dir>/<dataset>-<split>/",
+    "iterations": "training steps (may be raised on resume)",
+    "batch_size": "global batch size",
+    "optimizer": '"adamw" or "adafactor" (decoder), "adamw" or "adagrad" (RQ-VAE)',
+    "learning_rate": "peak learning rate",
+    "eval_every": "steps between evaluations (may change on resume)",
+    "eval_batch_size": "users per beam-search chunk",
+    "device": '"auto" (CUDA when available), "cpu" or "cuda"',
+    "num_threads": "CPU threads per process (None: torch's default)",
+    "precision": '"auto" (bf16 autocast on CUDA, fp32 on the CPU), "bf16" or "fp32"',
+    "resume": "False: start over instead of continuing from checkpoint.pt",
+    "use_wandb": "log to Weights & Biases (WANDB_MODE=offline keeps the logs local)",
+}
 
 
 def _matches(value: Any, hint: Any) -> bool:
@@ -43,31 +71,70 @@ def _matches(value: Any, hint: Any) -> bool:
     return True  # a hint we cannot check (Literal, callables, ...)
 
 
-def check_binding_types(fn: Callable) -> None:
-    """Raise GinConfigError for a binding of `fn` whose value does not fit its type hint."""
+def binding_source(name: str, config: str, flags: Sequence[str]) -> str:
+    """Where `train.<name>` was set: the last --gin flag that binds it, else the config file."""
+    for flag in reversed(flags):
+        for line in flag.splitlines():
+            if "=" in line and line.split("=", 1)[0].strip().rsplit(".", 1)[-1] == name:
+                return f"set by --gin {flag!r}"
+    return f"set in {config}"
+
+
+def check_binding_types(fn: Callable, config: str = "the config", flags: Sequence[str] = ()) -> None:
+    """Raise ConfigError for a binding of `fn` whose value does not fit its type hint."""
     hints = typing.get_type_hints(inspect.unwrap(fn))
-    name = getattr(inspect.unwrap(fn), "__name__", str(fn))
+    name = _configurable(fn).name
     for param, value in gin.get_bindings(fn).items():
         hint = hints.get(param)
         if hint is not None and not _matches(value, hint):
-            raise GinConfigError(
-                f"gin binding {name}.{param} = {value!r} has type {type(value).__name__}, "
-                f"expected {getattr(hint, '__name__', hint)}"
-            )
+            raise ConfigError(
+                f"gin binding {name}.{param} = {value!r} has type {type(value).__name__}, expected "
+                f"{getattr(hint, '__name__', hint)} ({binding_source(param, config, flags)})", binding=param)
+
+
+def check_positive(**values: Any) -> None:
+    """Each value (each element of a tuple) must be > 0; None passes (an optional setting left unset).
+    Called at the top of an entry point's train(), so a bad size, count or rate stops before any work."""
+    for name, value in values.items():
+        elements = value if isinstance(value, (tuple, list)) else (value,)
+        if value is not None and not all(x > 0 for x in elements):  # `not x > 0` refuses NaN too
+            raise ConfigError(f"train.{name} = {value!r}: must be positive", binding=name)
+
+
+def check_non_negative(**values: Any) -> None:
+    for name, value in values.items():
+        if value is not None and not value >= 0:
+            raise ConfigError(f"train.{name} = {value!r}: must be >= 0", binding=name)
+
+
+def check_choice(**values: tuple[Any, Sequence[Any]]) -> None:
+    """name=(value, allowed values): the value must be one of them."""
+    for name, (value, allowed) in values.items():
+        if value not in allowed:
+            raise ConfigError(f"train.{name} = {value!r}: expected one of {', '.join(map(repr, allowed))}", binding=name)
+
+
+def train_parameters(fn: Callable) -> list[str]:
+    """The parameter names of an entry point's train() (none for a stand-in taking **bindings)."""
+    return [name for name, p in inspect.signature(inspect.unwrap(fn)).parameters.items()
+            if p.kind is not inspect.Parameter.VAR_KEYWORD]
+
+
+def _configurable(fn: Callable) -> gin.config.Configurable:
+    return next(c for _, c in gin.config._REGISTRY.items() if c.wrapper is fn)
 
 
 @contextlib.contextmanager
-def _sole_configurable_named_like(fn: Callable):
+def _sole_configurable_named_like(fn: Callable) -> Iterator[None]:
     """Hide other configurables with `fn`'s name while parsing.
 
-    Both entry points register a configurable called `train`, so that gin files read
-    `train.batch_size = ...`. In one process that has imported both (tests, the
-    time-to-quality benchmark) the bare `train` would be ambiguous; while a config for
-    `fn` is parsed, `train` can only mean `fn`. Uses gin's registry, which has no public
-    API for this.
+    Both training scripts (and evaluate.py's stand-in) register a configurable called `train`, so
+    that gin files read `train.batch_size = ...`. In one process that has imported several (tests,
+    the time-to-quality benchmark) the bare `train` would be ambiguous; while a config for `fn` is
+    parsed, `train` can only mean `fn`. Uses gin's registry, which has no public API for this.
     """
     registry = gin.config._REGISTRY
-    name = inspect.unwrap(fn).__name__
+    name = _configurable(fn).name
     hidden = {sel: registry.pop(sel) for sel in list(registry.matching_selectors(name))
               if registry.get(sel).wrapper is not fn}
     try:
@@ -77,36 +144,100 @@ def _sole_configurable_named_like(fn: Callable):
             registry[sel] = configurable
 
 
-def parse_gin_args(fn: Callable, argv: Sequence[str] | None = None, description: str = "") -> argparse.Namespace:
-    """Parse `CONFIG.gin [--gin BINDING ...]`, load them into gin and type-check `fn`'s bindings."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("config", help="gin config file, e.g. configs/rqvae_amazon.gin")
+def _gin_error(e: Exception, known: Sequence[str]) -> str:
+    """gin's message in one line: its first line, the file's line number, a close parameter name."""
+    lines = str(e).splitlines() or [type(e).__name__]
+    text = lines[0]
+    line_no = next((m.group(1) for m in map(re.compile(r'In file ".*", line (\d+)').search, lines) if m), None)
+    if line_no:
+        text = f"line {line_no}: {text}"
+    unknown = re.search(r"parameter named '(\w+)'", text)
+    close = difflib.get_close_matches(unknown.group(1), known, n=1) if unknown else []
+    return text + (f" (did you mean train.{close[0]}?)" if close else "")
+
+
+def load_gin_config(fn: Callable, config: str, flags: Sequence[str]) -> None:
+    """Parse the config file, then each --gin flag; an error names the one that caused it."""
+    if not Path(config).is_file():
+        raise MissingFileError(f"no such file: {config} (the config file argument; the project's configs are in configs/)")
+    known = train_parameters(fn)
+    parse_errors = (ValueError, KeyError, SyntaxError, ImportError)
+    with _sole_configurable_named_like(fn):
+        try:
+            gin.parse_config_file(config)
+        except parse_errors as e:
+            raise ConfigError(f"{config}, {_gin_error(e, known)}") from e
+        for flag in flags:
+            try:
+                gin.parse_config(flag)
+            except parse_errors as e:
+                raise ConfigError(f"--gin {flag!r}: {_gin_error(e, known)}") from e
+    gin.finalize()
+
+
+def _unknown_arguments(extra: Sequence[str]) -> str:
+    """`--iterations 30` -> a message suggesting --gin 'train.iterations=30'."""
+    suggestions = []
+    for i, arg in enumerate(extra):
+        if arg.startswith("--"):
+            name, _, value = arg[2:].partition("=")
+            if not value and i + 1 < len(extra) and not extra[i + 1].startswith("-"):
+                value = extra[i + 1]
+            suggestions.append(f"--gin 'train.{name.replace('-', '_')}={value or '...'}'")
+    hint = f"; bindings are set with --gin, e.g. {' '.join(suggestions)}" if suggestions else ""
+    return f"unrecognized argument(s): {' '.join(extra)}{hint} (see --help)"
+
+
+def entry_point_parser(description: str, bindings: Iterable[str] = ()) -> argparse.ArgumentParser:
+    """The entry points' parser: the docstring as written, the config, --gin, --debug, and an
+    epilog listing the most used of `bindings`. evaluate.py adds its own options to it."""
+    bindings = set(bindings)
+    listed = [f"  train.{name:<16} {text}" for name, text in MOST_USED_BINDINGS.items() if name in bindings]
+    epilog = ("most used bindings (every one is in the config file; set any with --gin 'train.NAME=VALUE'):\n"
+              + "\n".join(listed) + "\n\n" if listed else "")
+    epilog += (f"A bad binding, missing file or damaged checkpoint prints one or two lines and exits with "
+               f"status 2;\n--debug or {DEBUG_ENV}=1 shows the traceback.")
+    parser = argparse.ArgumentParser(description=description, epilog=epilog,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", help="gin config file (configs/*.gin)")
     parser.add_argument("--gin", action="append", default=[], metavar="BINDING",
-                        help="extra gin binding, e.g. --gin 'train.iterations=1000' (repeatable)")
+                        help="extra gin binding, e.g. --gin 'train.iterations=1000' (repeatable; later ones win)")
+    parser.add_argument("--debug", action="store_true", help=f"show the traceback of an error (or set {DEBUG_ENV}=1)")
+    return parser
+
+
+def parse_gin_args(fn: Callable, argv: Sequence[str] | None = None, description: str = "",
+                   parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    """Parse `CONFIG.gin [--gin BINDING ...]` (with `parser`, its options too), load them into gin
+    and type-check `fn`'s bindings."""
+    parser = parser or entry_point_parser(description, train_parameters(fn))
     args, extra = parser.parse_known_args(argv)
-    args.extra = extra
-    try:
-        with _sole_configurable_named_like(fn):
-            gin.parse_config_files_and_bindings([args.config], args.gin)
-    except (ValueError, KeyError, SyntaxError) as e:
-        raise GinConfigError(f"{args.config}: {e}") from e
-    except OSError as e:
-        raise GinConfigError(f"cannot read gin config {args.config}: {e}") from e
-    check_binding_types(fn)
+    if extra:
+        raise ConfigError(_unknown_arguments(extra))
+    load_gin_config(fn, args.config, args.gin)
+    check_binding_types(fn, args.config, args.gin)
     return args
 
 
 def run_entry_point(train_fn: Callable, argv: Sequence[str] | None = None, description: str = "") -> dict:
-    """`main()` of an entry point: fresh gin config, parse, train, one JSON line (rank 0 only)."""
+    """`main()` of a training script: fresh gin config, parse, train, one JSON line (rank 0 only).
+    argv=None reads the command line, where user errors exit with status 2 (`exit_on_user_error`)."""
     import torch.distributed
 
-    gin.clear_config()  # a fresh config per call (tests and notebooks call main() repeatedly)
-    parse_gin_args(train_fn, argv, description=description)
-    try:
-        result = train_fn()
-    finally:
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+    command_line = argv is None
+    argv = sys.argv[1:] if argv is None else list(argv)
+    with exit_on_user_error(command_line, argv):
+        gin.clear_config()  # a fresh config per call (tests and notebooks call main() repeatedly)
+        args = parse_gin_args(train_fn, argv, description=description)
+        try:
+            result = train_fn()
+        except ConfigError as e:  # a value checked inside train(): say where it was set
+            if e.binding is None:
+                raise
+            raise ConfigError(f"{message_of(e)} ({binding_source(e.binding, args.config, args.gin)})", e.binding) from e
+        finally:
+            if torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
     if int(os.environ.get("RANK", "0")) == 0:  # one JSON line per run, not per process
         print(json.dumps(result))
     return result

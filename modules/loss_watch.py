@@ -11,12 +11,13 @@ import torch
 from torch import Tensor
 
 from modules.distributed import DistEnv, all_reduce_min
+from modules.errors import UserError
 
 NEVER = torch.iinfo(torch.int64).max
 
 
-class NonFiniteLossError(FloatingPointError):
-    pass
+class NonFiniteLossError(UserError, FloatingPointError):
+    """The run diverged: the message names the step and the checkpoint that was kept."""
 
 
 class FirstNonFiniteStep:

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from modules.atomic_io import atomic_torch_save
+from modules.errors import CheckpointError
 
 if TYPE_CHECKING:
     from modules.rqvae import RqVae
@@ -104,9 +105,13 @@ class SemanticIdTokenizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SemanticIdTokenizer":
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # truncated zip, bad pickle: do not guess what it held
+            raise CheckpointError(f"{path} is truncated or corrupted ({type(e).__name__}: {e}); rerun train_rqvae.py "
+                                  "to write it again") from e
         if not isinstance(state, dict) or "sem_ids" not in state or "codebook_size" not in state:
-            raise ValueError(f"{path} is not a saved SemanticIdTokenizer (expected keys sem_ids, codebook_size)")
+            raise CheckpointError(f"{path} is not a saved SemanticIdTokenizer (expected keys sem_ids, codebook_size)")
         return cls(state["sem_ids"], int(state["codebook_size"]))
 
     def trie(self) -> "SemanticIdTrie":

@@ -19,15 +19,9 @@ import os
 import torch
 from torch import Tensor
 
+from ops.contract import KERNEL_DTYPES, KERNEL_MAX_DIM, check_shapes
+
 FORCE_REFERENCE_ENV = "TIGER_FORCE_REFERENCE"
-# The kernel keeps a latent row in registers; wider latents go to the reference.
-KERNEL_MAX_DIM = 128
-KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-
-
-def check_shapes(z: Tensor, codebooks: Tensor) -> None:
-    if z.dim() != 2 or codebooks.dim() != 3 or z.shape[1] != codebooks.shape[2]:
-        raise ValueError(f"expected z [B, D] and codebooks [L, K, D], got {tuple(z.shape)} and {tuple(codebooks.shape)}")
 
 
 def residual_quantize_reference(z: Tensor, codebooks: Tensor) -> tuple[Tensor, Tensor]:

@@ -6,6 +6,7 @@ import torch
 
 import modules.batching
 import train_decoder
+from modules.retrieval import recommend
 from tests.fixtures import without_wall_time
 from tests.test_train_decoder import stage1, tiny_run_args  # noqa: F401 (pytest fixture)
 
@@ -82,8 +83,8 @@ def test_length_sorted_trimmed_beam_search_returns_the_same_ranking(stage1):
     trie = tokenizer.trie()
     index = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:25]  # not in length order
     args = (model, data, tokenizer.sem_ids, trie, 10, 10, 7, torch.device("cpu"), index)
-    plain = train_decoder.recommend(*args)
-    sorted_ = train_decoder.recommend(*args, sort_by_length=True)
+    plain = recommend(*args)
+    sorted_ = recommend(*args, sort_by_length=True)
     assert data.history_lengths[index].unique().numel() > 3  # chunks of 7 really get trimmed differently
     assert torch.equal(sorted_["item_ids"], plain["item_ids"]) and torch.equal(sorted_["sem_ids"], plain["sem_ids"])
     torch.testing.assert_close(sorted_["scores"], plain["scores"], rtol=1e-5, atol=1e-5)

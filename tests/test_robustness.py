@@ -15,9 +15,9 @@ import torch
 import train_decoder
 import train_rqvae
 from data.amazon import load_amazon
-from data.processed import CacheError
+from modules.errors import CacheError
 from modules.checkpointing import CheckpointError
-from modules.gin_cli import GinConfigError
+from modules.errors import ConfigError
 from modules.loss_watch import NonFiniteLossError
 from modules.tokenizer import SemanticIdTokenizer
 from tests.fixtures import write_amazon_raw, without_wall_time
@@ -168,8 +168,8 @@ def test_decoder_bad_input_is_refused_and_nothing_changes(finished_decoder_run):
     kept = lambda: snapshot(root / "decoder", root / "cache", root / "rqvae")
     before = kept()
     cases = [
-        (["--gin", "train.not_a_parameter=1"], GinConfigError, "not_a_parameter"),
-        (["--gin", 'train.batch_size="large"'], GinConfigError, "train.batch_size"),
+        (["--gin", "train.not_a_parameter=1"], ConfigError, "not_a_parameter"),
+        (["--gin", 'train.batch_size="large"'], ConfigError, "train.batch_size"),
         (["--gin", "train.d_model=48"], CheckpointError, r"train\.d_model: 32 -> 48"),
     ]
     for extra, error, message in cases:
@@ -244,7 +244,7 @@ def test_rqvae_bad_gin_leaves_the_run_alone(tmp_path):
     argv = rqvae_args(root, tmp_path / "cache", tmp_path / "out") + ["--gin", "train.iterations=2", "--gin", "train.num_threads=1"]
     train_rqvae.main(argv)
     before = snapshot(tmp_path / "out", tmp_path / "cache")
-    for extra, error, message in [(["--gin", "train.learning_rat=0.1"], GinConfigError, "learning_rat"),
+    for extra, error, message in [(["--gin", "train.learning_rat=0.1"], ConfigError, "learning_rat"),
                                   (["--gin", "train.latent_dim=9"], CheckpointError, r"train\.latent_dim: 8 -> 9")]:
         with pytest.raises(error, match=message):
             train_rqvae.main(argv + extra)

@@ -127,8 +127,8 @@ def test_toy_sweep_one_tokenizer_every_arm_reported(toy, tmp_path):  # noqa: F81
     assert result["stage1"]["status"] == "finished" and result["versions"]["torch"]
     assert (out / "rqvae" / "amazon-beauty" / "semantic_ids.pt").is_file()  # one tokenizer for all arms
     too_big, wide = result["arms"]
-    assert too_big["status"] == "failed (exit 1)" and too_big["curve"] == [] and too_big["best"] is None
-    assert "exceeds the" in (out / "sweep.log").read_text()  # the failing arm's error, in the log
+    assert too_big["status"] == "failed (exit 2)" and too_big["curve"] == [] and too_big["best"] is None
+    assert "error: train.batch_size = 100000 exceeds the" in (out / "sweep.log").read_text()  # a user error: exit 2, one line
     assert wide["status"] == "finished" and wide["steps"] == 12
     assert wide["settings"]["eval_every"] == 4 and wide["settings"]["iterations"] == 12
     assert wide["settings"]["learning_rate"] == 0.002 and wide["bindings"][1:] == ["train.ff_dim=64", "train.learning_rate=0.002", "train.eval_every=4"]

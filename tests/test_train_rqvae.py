@@ -8,7 +8,8 @@ import torch
 
 import train_rqvae
 from modules.checkpointing import CheckpointError
-from modules.gin_cli import GinConfigError, parse_gin_args
+from modules.errors import ConfigError
+from modules.gin_cli import parse_gin_args
 from modules.rqvae import RqVae
 from modules.tokenizer import SemanticIdTokenizer
 from tests.fixtures import write_amazon_raw
@@ -91,9 +92,9 @@ def test_resume_with_another_config_is_refused_and_resume_false_starts_over(data
 
 
 def test_bad_gin_fails_with_a_clear_message(data, tmp_path):
-    with pytest.raises(GinConfigError, match="not_a_parameter"):
+    with pytest.raises(ConfigError, match="not_a_parameter"):
         run(data, tmp_path, "train.not_a_parameter=1")
-    with pytest.raises(GinConfigError, match="train.batch_size"):
+    with pytest.raises(ConfigError, match="train.batch_size"):
         run(data, tmp_path, 'train.batch_size="large"')
     with pytest.raises(ValueError, match="train.optimizer"):
         run(data, tmp_path, 'train.optimizer="sgd"', "train.iterations=1")

@@ -27,7 +27,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ops.residual_quantization import KERNEL_DTYPES, KERNEL_MAX_DIM, check_shapes
+from ops.contract import KERNEL_DTYPES, KERNEL_MAX_DIM, check_shapes
 
 
 @triton.jit

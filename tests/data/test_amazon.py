@@ -8,6 +8,7 @@ import torch_geometric.data
 import data.download as download
 from data.amazon import P5_URL, RAW_FILES, ensure_raw, load_amazon, read_meta
 from data.item_text import item_text
+from modules.errors import MissingFileError
 from tests.fixtures import amazon_meta, amazon_sequences, write_amazon_raw
 
 
@@ -100,6 +101,6 @@ def test_failed_download_leaves_nothing_behind(tmp_path, monkeypatch):
         return f"{folder}/{filename}"
 
     monkeypatch.setattr(download, "download_url", broken)
-    with pytest.raises(Exception):
+    with pytest.raises(MissingFileError, match=r"the download is not a zip archive.*\nOffline: unzip P5_data\.zip"):
         ensure_raw(tmp_path, "beauty")
-    assert list((tmp_path / "raw").iterdir()) == []
+    assert list(tmp_path.iterdir()) == []  # not even raw/: nothing is created before a download succeeded

@@ -7,6 +7,7 @@ import pytest
 import data.download as download
 import data.movielens as movielens
 from data.ml1m import load_ml1m
+from modules.errors import MissingFileError
 from tests.fixtures import write_ml1m_raw
 
 
@@ -42,10 +43,9 @@ def test_matching_digest_extracts(tmp_path, monkeypatch):
 
 def test_mismatching_digest_deletes_the_download_and_names_the_url(tmp_path, monkeypatch):
     fake_grouplens(tmp_path, monkeypatch)  # served bytes differ from the real archive's published MD5
-    with pytest.raises(ValueError, match=r"ml-1m\.zip: the download's MD5 is [0-9a-f]{32}, the published one is c4d9ee"):
+    with pytest.raises(MissingFileError, match=r"ml-1m\.zip: the download's MD5 is [0-9a-f]{32}, the published one is c4d9ee"):
         load_ml1m(tmp_path / "root")
-    raw = tmp_path / "root" / "raw"
-    assert sorted(p.name for p in raw.iterdir()) == []  # nothing extracted, the temporary download removed
+    assert not (tmp_path / "root").exists()  # nothing extracted, not even the folder; the download removed
 
 
 def test_torch_geometric_helpers_fetch_and_extract_a_local_archive(tmp_path):

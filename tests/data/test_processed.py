@@ -43,7 +43,7 @@ def test_default_max_seq_len_and_bad_arguments(tmp_path):
     assert SeqData(str(root), cache_dir=str(tmp_path / "c")).max_seq_len == 20
     with pytest.raises(ValueError, match="subset='dev'"):
         SeqData(str(root), subset="dev", cache_dir=str(tmp_path / "c"))
-    with pytest.raises(ValueError, match="dataset='amazn'"):
+    with pytest.raises(ValueError, match="train.dataset = 'amazn'"):
         SeqData(str(root), dataset="amazn", cache_dir=str(tmp_path / "c"))
     with pytest.raises(ValueError, match="held_out_fraction"):
         ItemData(str(root), held_out_fraction=1.0, cache_dir=str(tmp_path / "c"))

@@ -6,7 +6,7 @@ from modules.batching import ResidentExamples, length_bucketed_batches, trim_his
 from modules.model import EncoderDecoderRetrievalModel
 from modules.tokenizer import SemanticIdTokenizer
 from tests.fixtures import write_amazon_raw
-from train_decoder import data_batch
+from modules.retrieval import data_batch
 
 
 def skewed_lengths(n: int, max_len: int = 20, seed: int = 0) -> torch.Tensor:

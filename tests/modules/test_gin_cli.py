@@ -3,7 +3,8 @@ import pytest
 
 import train_decoder
 import train_rqvae
-from modules.gin_cli import GinConfigError, check_binding_types, parse_gin_args
+from modules.errors import ConfigError, MissingFileError
+from modules.gin_cli import check_binding_types, parse_gin_args
 
 
 @pytest.fixture(autouse=True)
@@ -14,6 +15,10 @@ def _clear_gin():
 
 
 def test_bare_train_binds_the_entry_point_being_parsed_with_both_imported():
+    import evaluate  # its stand-in for the decoder's train() is a third configurable named `train`
+
+    registered = sorted(gin.config._REGISTRY.matching_selectors("train"))
+    assert {"train_decoder.train", "train_rqvae.train", "evaluate.train"} <= set(registered)
     parse_gin_args(train_decoder.train, ["configs/decoder_amazon.gin", "--gin", "train.iterations=7"])
     assert gin.get_bindings(train_decoder.train)["iterations"] == 7
     assert gin.get_bindings(train_rqvae.train) == {}
@@ -21,17 +26,27 @@ def test_bare_train_binds_the_entry_point_being_parsed_with_both_imported():
     parse_gin_args(train_rqvae.train, ["configs/rqvae_amazon.gin", "--gin", "train.iterations=9"])
     assert gin.get_bindings(train_rqvae.train)["iterations"] == 9
     assert gin.get_bindings(train_decoder.train) == {}
-    # the other configurable is registered again afterwards
-    assert sorted(gin.config._REGISTRY.matching_selectors("train")) == ["train_decoder.train", "train_rqvae.train"]
+    assert gin.get_bindings(evaluate.decoder_bindings) == {}
+    # the other configurables are registered again afterwards
+    assert sorted(gin.config._REGISTRY.matching_selectors("train")) == registered
 
 
-def test_unknown_binding_names_the_parameter_and_file():
-    with pytest.raises(GinConfigError, match=r"configs/rqvae_amazon.gin.*no_such_parameter"):
-        parse_gin_args(train_rqvae.train, ["configs/rqvae_amazon.gin", "--gin", "train.no_such_parameter=1"])
+def test_unknown_binding_names_the_flag_that_set_it_not_the_file():
+    with pytest.raises(ConfigError) as e:
+        parse_gin_args(train_rqvae.train, ["configs/rqvae_amazon.gin", "--gin", "train.learnin_rate=0.1"])
+    assert str(e.value) == ("--gin 'train.learnin_rate=0.1': Configurable 'train' doesn't have a parameter named "
+                            "'learnin_rate'. (did you mean train.learning_rate?)")
 
 
-def test_wrong_type_names_the_parameter():
-    with pytest.raises(GinConfigError, match=r"train\.batch_size = 'big' has type str, expected int"):
+def test_error_in_a_config_file_names_the_file_and_line(tmp_path):
+    config = tmp_path / "bad.gin"
+    config.write_text("train.iterations = 5\ntrain.no_such_parameter = 1\n")
+    with pytest.raises(ConfigError, match=rf"^{config}, line 2: .*no_such_parameter"):
+        parse_gin_args(train_rqvae.train, [str(config)])
+
+
+def test_wrong_type_names_the_parameter_and_where_it_was_set():
+    with pytest.raises(ConfigError, match=r"train\.batch_size = 'big' has type str, expected int \(set by --gin "):
         parse_gin_args(train_rqvae.train, ["configs/rqvae_amazon.gin", "--gin", "train.batch_size='big'"])
 
 
@@ -43,10 +58,10 @@ def test_types_that_fit():
     gin.parse_config(["fn.lr = 1", "fn.name = None", "fn.dims = (1, 2)"])
     check_binding_types(fn)  # an int is a fine float, None fits Optional
     gin.parse_config(["fn.n = 1.5"])
-    with pytest.raises(GinConfigError, match="fn.n"):
+    with pytest.raises(ConfigError, match="fn.n"):
         check_binding_types(fn)
 
 
 def test_missing_config_file():
-    with pytest.raises(GinConfigError, match="nope.gin"):
+    with pytest.raises(MissingFileError, match="no such file: nope.gin"):
         parse_gin_args(train_rqvae.train, ["nope.gin"])

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from modules.errors import CheckpointError
 from modules.rqvae import RqVae
 from modules.tokenizer import SemanticIdTokenizer, collision_stats, collision_tokens
 
@@ -62,8 +63,11 @@ def test_save_load_roundtrip(tmp_path):
     raw = torch.load(tmp_path / "semantic_ids.pt", weights_only=True)
     assert set(raw) == {"sem_ids", "codebook_size"}
     torch.save({"other": 1}, tmp_path / "bad.pt")
-    with pytest.raises(ValueError, match="bad.pt"):
+    with pytest.raises(CheckpointError, match="bad.pt is not a saved SemanticIdTokenizer"):
         SemanticIdTokenizer.load(tmp_path / "bad.pt")
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "semantic_ids.pt").read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="cut.pt is truncated or corrupted"):
+        SemanticIdTokenizer.load(tmp_path / "cut.pt")
 
 
 def test_from_rqvae_runs_the_model_over_the_catalogue_in_batches():

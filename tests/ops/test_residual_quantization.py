@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import ops.triton.residual_quantization as rq_triton
+from ops.contract import KERNEL_MAX_DIM
 from ops.residual_quantization import (
     FORCE_REFERENCE_ENV,
-    KERNEL_MAX_DIM,
     reference_forced,
     residual_quantize,
     residual_quantize_reference,

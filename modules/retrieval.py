@@ -1,0 +1,58 @@
+"""Retrieval with the trained model: examples of a split as semantic IDs, trie-constrained top-K
+for many users at once, and Recall/NDCG@K over them (optionally summed over DDP ranks).
+Used by train_decoder.py (validation) and evaluate.py (the test split)."""
+from __future__ import annotations
+
+import sys
+
+import torch
+from tqdm import tqdm
+
+from data.processed import SeqData
+from modules.batching import trim_history
+from modules.beam_search import constrained_beam_search
+from modules.distributed import DistEnv, all_reduce_sum
+from modules.metrics import TopKMetrics
+from modules.model import EncoderDecoderRetrievalModel, sem_id_batch
+from modules.semantic_id_trie import SemanticIdTrie
+
+METRIC_KS = (1, 5, 10)
+
+
+def data_batch(data: SeqData, index: torch.Tensor, sem_ids: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+    """Examples `index` of a split as semantic IDs, on `device`."""
+    raw = {"user_id": data.user_ids[index], "history": data.history_batch(index), "target": data.targets[index]}
+    return {k: v.to(device) for k, v in sem_id_batch(raw, sem_ids).items()}
+
+
+@torch.no_grad()
+def recommend(model: EncoderDecoderRetrievalModel, data: SeqData, sem_ids: torch.Tensor, trie: SemanticIdTrie,
+              beam_width: int, top_k: int, batch_size: int, device: torch.device,
+              index: torch.Tensor | None = None, progress: bool = False,
+              sort_by_length: bool = False) -> dict[str, torch.Tensor]:
+    """Top-k for examples `index` (default: all) of a split: item_ids [M, top_k], sem_ids [M, top_k, T], scores [M, top_k].
+    sort_by_length: chunks of users with similar history lengths, each trimmed to its longest history
+    (less padding to encode and to cache for cross-attention: larger chunks fit); same results, in `index` order."""
+    index = torch.arange(len(data)) if index is None else index
+    order = torch.argsort(data.history_lengths[index], stable=True) if sort_by_length else torch.arange(len(index))
+    out = {"item_ids": [], "sem_ids": [], "scores": []}
+    for chunk in tqdm(index[order].split(batch_size), desc="beam search", disable=not progress, file=sys.stderr, leave=False):
+        batch = data_batch(data, chunk, sem_ids, device)
+        if sort_by_length:
+            batch = trim_history(batch, data.history_lengths[chunk].max())
+        found = constrained_beam_search(model, batch, trie, beam_width, top_k)
+        for k in out:
+            out[k].append(found[k].cpu())
+    unsort = torch.argsort(order)
+    return {k: torch.cat(v)[unsort] for k, v in out.items()}
+
+
+def retrieval_metrics(ranked_items: torch.Tensor, targets: torch.Tensor, env: DistEnv | None = None) -> dict[str, float]:
+    """Recall/NDCG@K; with `env`, over the users of every rank (each passes its own share)."""
+    metrics = TopKMetrics(METRIC_KS)
+    metrics.update(ranked_items, targets)
+    if env is not None and env.is_distributed:  # sums and counts add up over ranks; means do not
+        totals = all_reduce_sum(torch.tensor([*metrics.sums.values(), metrics.count], dtype=torch.float64,
+                                             device=env.device), env).tolist()
+        metrics.sums, metrics.count = dict(zip(metrics.sums, totals[:-1])), int(totals[-1])
+    return metrics.compute()
