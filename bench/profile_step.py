@@ -21,8 +21,8 @@ from torch.profiler import ProfilerActivity, profile
 from data.processed import ItemData, SeqData
 from modules.batching import trim_history
 from modules.model import EncoderDecoderRetrievalModel
-from modules.semantic_id_trie import SemanticIdTrie
 from modules.rqvae import RqVae
+from modules.semantic_id_trie import SemanticIdTrie
 from modules.tokenizer import SemanticIdTokenizer
 from modules.retrieval import data_batch
 
@@ -95,8 +95,9 @@ def main(argv: list[str] | None = None) -> None:
     trie = SemanticIdTrie(sem_ids.to(device), codebook_size=256)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
-    if args.decoder == "cpu":  # the CPU config's length buckets: each batch of similar lengths (modules/batching.py)
-        perm = torch.cat([chunk[torch.randperm(len(chunk))] for chunk in perm[train.history_lengths[perm].argsort()].split(256)])
+    if args.decoder == "cpu":  # the CPU config's length buckets (modules/batching.py): batches of similar lengths,
+        chunks = perm[train.history_lengths[perm].argsort()].split(256)  # in random order (not shortest first)
+        perm = torch.cat([chunks[i] for i in torch.randperm(len(chunks), generator=torch.Generator().manual_seed(1))])
     batches = iter(perm.split(256))
     lengths = train.history_lengths
     real_tokens = (1 + lengths * sem_ids.shape[1]).sum().item()
