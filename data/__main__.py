@@ -19,7 +19,7 @@ from data.processed import ItemData, RecDataset, SeqData
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m data", description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="amazon", choices=[d.value for d in RecDataset])
-    parser.add_argument("--split", default="beauty", help="Amazon: beauty, sports or toys (ignored for MovieLens)")
+    parser.add_argument("--split", default="beauty", help="Amazon: beauty, sports or toys; custom: your data set's name (ignored for MovieLens)")
     parser.add_argument("--root", required=True, help="folder holding raw/<split>/ (downloaded there if missing)")
     parser.add_argument("--cache-dir", default="cache")
     parser.add_argument("--max-seq-len", type=int, default=None)
