@@ -1,12 +1,13 @@
-"""Evaluate a trained TIGER model next to a popularity baseline.
+"""Evaluate a trained TIGER model next to the popularity and transition baselines.
 
     python evaluate.py configs/decoder_amazon.gin --split test [--gin ...] [--write-topk FILE] [--user USER_ID]
 
 Reads the same gin file as train_decoder.py (paths come from its `train` bindings), loads
 <save_dir>/<dataset>-<split>/best.pt (chosen on validation) and the tokenizer, runs
 trie-constrained beam search for every user of the split and prints Recall@1/5/10 and
-NDCG@5/10, the share of invalid IDs, catalogue coverage, and the same for the popularity
-baseline. Last stdout line: one JSON object.
+NDCG@5/10, the share of invalid IDs, catalogue coverage, and the same for two floors counted on
+the training split: popularity, and the transition baseline ("the items that most often followed
+the user's last item", modules/transition.py). Last stdout line: one JSON object.
 """
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ from modules.atomic_io import atomic_write_text
 from modules.checkpointing import load_checkpoint
 from modules.gin_cli import parse_gin_args
 from modules.model import EncoderDecoderRetrievalModel
+from modules import precision
 from modules.popularity import most_popular
+from modules.transition import transition_topk
 from train_decoder import METRIC_KS, load_tokenizer, recommend, retrieval_metrics, run_dir, train
 
 REPORTED = ("recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10")
@@ -65,13 +68,14 @@ def main(argv: list[str] | None = None) -> dict:
     model.eval()
     data_args = (cfg["dataset_folder"], cfg["dataset"], cfg["split"])
     data = SeqData(*data_args, opts.split, cfg["max_seq_len"], cfg["cache_dir"])
-    train_targets = SeqData(*data_args, "train", cfg["max_seq_len"], cfg["cache_dir"]).targets
+    train_data = SeqData(*data_args, "train", cfg["max_seq_len"], cfg["cache_dir"])
     trie = tokenizer.trie().to(dev)
 
     start = time.time()
-    found = recommend(model, data, tokenizer.sem_ids, trie, beam_width, top_k,
-                      opts.batch_size or cfg["eval_batch_size"], dev, progress=True,
-                      sort_by_length=cfg["eval_sort_by_length"])
+    with precision.autocast(dev, cfg["precision"]):  # the precision validation chose best.pt with
+        found = recommend(model, data, tokenizer.sem_ids, trie, beam_width, top_k,
+                          opts.batch_size or cfg["eval_batch_size"], dev, progress=True,
+                          sort_by_length=cfg["eval_sort_by_length"])
     seconds = time.time() - start
     ranked = found["item_ids"]  # [M, top_k]
     # Validity, checked independently of the beam search's own bookkeeping: every returned
@@ -80,8 +84,11 @@ def main(argv: list[str] | None = None) -> dict:
     looked_up = trie.lookup(found["sem_ids"][returned].to(dev)).cpu()
     invalid_share = float((looked_up != ranked[returned]).float().mean()) if returned.any() else 0.0
     model_metrics = retrieval_metrics(ranked, data.targets)
-    popular = most_popular(train_targets, tokenizer.n_items, top_k)  # counted on the train split only
+    # The floors, counted on the training split only: popularity and the transition baseline.
+    popular = most_popular(train_data.targets, tokenizer.n_items, top_k)
     pop_metrics = retrieval_metrics(popular.expand(len(data), -1), data.targets)
+    transition = transition_topk(train_data.last_items, train_data.targets, data.last_items, tokenizer.n_items, top_k)
+    transition_metrics = retrieval_metrics(transition, data.targets)
     coverage = lambda items: len(torch.unique(items[items >= 0])) / tokenizer.n_items
 
     result = {
@@ -90,13 +97,14 @@ def main(argv: list[str] | None = None) -> dict:
         "tiger": {**{k: model_metrics[k] for k in REPORTED}, "invalid_id_share": invalid_share,
                   f"coverage@{top_k}": coverage(ranked)},
         "popularity": {**{k: pop_metrics[k] for k in REPORTED}, f"coverage@{top_k}": coverage(popular)},
+        "transition": {**{k: transition_metrics[k] for k in REPORTED}, f"coverage@{top_k}": coverage(transition)},
         "eval_seconds": round(seconds, 1),
     }
     print(f"{opts.split} split, {len(data):,} users, beam {beam_width}, {seconds:.1f}s", file=sys.stderr)
-    print(f"{'metric':<16}{'TIGER':>10}{'popularity':>12}", file=sys.stderr)
+    print(f"{'metric':<16}{'TIGER':>10}{'popularity':>12}{'transition':>12}", file=sys.stderr)
     for k in result["tiger"]:
-        pop = result["popularity"].get(k)
-        print(f"{k:<16}{result['tiger'][k]:>10.4f}{'' if pop is None else f'{pop:>12.4f}'}", file=sys.stderr)
+        floors = "".join(f"{result[b][k]:>12.4f}" if k in result[b] else " " * 12 for b in ("popularity", "transition"))
+        print(f"{k:<16}{result['tiger'][k]:>10.4f}{floors}", file=sys.stderr)
 
     if opts.write_topk or opts.user is not None:
         titles = load_processed(cfg["dataset_folder"], as_dataset(cfg["dataset"]), cfg["split"], cfg["cache_dir"]).titles

@@ -37,11 +37,16 @@ from modules.distributed import (DistEnv, all_reduce_sum, barrier, init_distribu
 from modules.gin_cli import run_entry_point
 from modules.wandb_run import start_wandb_run
 from modules.loss_watch import FirstNonFiniteStep
-from modules.lr_schedule import inverse_sqrt_schedule
+from modules.learning_health import coverage_and_top1_share, level_nll_sums, prior_nll
+from modules.lr_schedule import ramp_then_inverse_sqrt
 from modules.metrics import TopKMetrics
 from modules.model import EncoderDecoderRetrievalModel, sem_id_batch
+import modules.precision
+from modules.optimizer import build_optimizer
+from modules.popularity import most_popular
 from modules.semantic_id_trie import SemanticIdTrie
 from modules.tokenizer import SemanticIdTokenizer
+from modules.transition import transition_topk
 
 METRIC_KS = (1, 5, 10)
 LOG_EVERY = 100  # steps between reads of the training loss (each read waits for the GPU)
@@ -112,13 +117,16 @@ def train(
     max_seq_len: int | None = None,       # None: 20 for Amazon, 200 for MovieLens (data/processed.py)
     iterations: int = 200_000,
     batch_size: int = 256,
+    optimizer: str = "adamw",             # "adamw" | "adafactor" (its lr is a relative step: modules/optimizer.py)
     learning_rate: float = 0.01,
-    weight_decay: float = 0.01,
-    warmup_steps: int = 10_000,
+    weight_decay: float = 0.01,           # on linear maps only, never on embeddings, norms, biases
+    lr_ramp_steps: int = 0,               # linear ramp of the lr from ~0 over these first steps
+    lr_constant_steps: int = 10_000,      # then constant until here, then inverse square root (the paper)
     grad_clip: float = 1.0,
     bucket_by_length: bool = False,       # batches of similar history length, trimmed: no padding work
     resident_data: bool = False,          # training examples on the device, gathered there (GPU path)
     compile_model: bool = False,          # torch.compile the training forward
+    precision: str = "auto",              # "auto" (bf16 autocast on CUDA, fp32 on CPU) | "bf16" | "fp32"
     n_user_buckets: int = 2000,
     d_model: int = 128,
     n_heads: int = 6,
@@ -127,6 +135,7 @@ def train(
     n_encoder_layers: int = 4,
     n_decoder_layers: int = 4,
     dropout: float = 0.1,
+    constrained_softmax: bool = False,    # softmax over the codes that continue a valid ID only (modules/model.py)
     eval_every: int = 10_000,
     eval_beam_width: int = 10,
     eval_batch_size: int = 512,
@@ -145,6 +154,8 @@ def train(
         raise ValueError(f"train.select_metric={select_metric!r}: expected recall@K or ndcg@K with K in {METRIC_KS}")
     if eval_beam_width < max(METRIC_KS):
         raise ValueError(f"train.eval_beam_width={eval_beam_width}: must be >= {max(METRIC_KS)} for Recall@{max(METRIC_KS)}")
+    if precision not in modules.precision.PRECISIONS:
+        raise ValueError(f"train.precision={precision!r}: expected one of {modules.precision.PRECISIONS}")
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     env = init_distributed(None if device == "auto" else device)  # one process, or one per torchrun rank
@@ -171,15 +182,30 @@ def train(
     model = EncoderDecoderRetrievalModel(
         n_levels=sem_ids.shape[1], codebook_size=tokenizer.codebook_size, max_history=train_data.max_seq_len,
         n_user_buckets=n_user_buckets, d_model=d_model, n_heads=n_heads, d_head=d_head, ff_dim=ff_dim,
-        n_encoder_layers=n_encoder_layers, n_decoder_layers=n_decoder_layers, dropout=dropout).to(dev)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
-    scheduler = inverse_sqrt_schedule(optimizer, warmup_steps)
+        n_encoder_layers=n_encoder_layers, n_decoder_layers=n_decoder_layers, dropout=dropout,
+        constrained_softmax=constrained_softmax).to(dev)
+    opt = build_optimizer(model, optimizer, learning_rate, weight_decay)
+    scheduler = ramp_then_inverse_sqrt(opt, lr_ramp_steps, lr_constant_steps)
     if env.is_main:
         print(f"{sum(p.numel() for p in model.parameters()):,} parameters; {len(train_data):,} train examples, "
               f"{len(valid_index):,} validation users; device {dev}, {env.world_size} process(es)", file=sys.stderr)
 
+    # The floors every validation number is read against, on the same validation users: popularity,
+    # the transition baseline (modules/transition.py) and the per-level NLL of a history-blind prior.
+    valid_targets = valid_data.targets[valid_index]
+    baselines = {
+        "popularity": retrieval_metrics(most_popular(train_data.targets, train_data.n_items, max(METRIC_KS)).expand(len(valid_index), -1), valid_targets),
+        "transition": retrieval_metrics(transition_topk(train_data.last_items, train_data.targets, valid_data.last_items[valid_index],
+                                                        train_data.n_items, max(METRIC_KS)), valid_targets),
+        "prior_nll": prior_nll(sem_ids, train_data.targets, valid_targets).tolist(),
+    }
+    if env.is_main:
+        for name in ("popularity", "transition"):
+            print(f"valid {name}: " + " ".join(f"{k} {v:.4f}" for k, v in baselines[name].items()), file=sys.stderr)
+        print("valid prior NLL per level (history ignored): " + " ".join(f"{v:.3f}" for v in baselines["prior_nll"]), file=sys.stderr)
+
     bindings = gin_bindings(train)
-    step, best, history = 0, {"step": None, "metrics": None}, []
+    step, best, history, seconds_before = 0, {"step": None, "metrics": None}, [], 0.0
     last_path, best_path = out_dir / "checkpoint.pt", out_dir / "best.pt"
     if resume and last_path.exists():
         state = load_checkpoint(last_path, map_location=dev)
@@ -194,15 +220,17 @@ def train(
             raise CheckpointError(f"{last_path} holds a model {state['model_kwargs']} but this config and tokenizer "
                                   f"build {model.kwargs}: choose another save_dir or bind train.resume=False")
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        opt.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step, best, history = state["step"], json.loads(state["best"]), json.loads(state.get("history", "[]"))
+        seconds_before = history[-1]["wall_seconds"] if history else 0.0
         restore_rank_rng_states(state["rng"], env)
         if env.is_main:
             print(f"resumed from {last_path} at step {step}", file=sys.stderr)
     last_saved_step = step if step else None
     if env.is_main:  # only once the run is known to start or resume: a refused resume leaves config.gin alone
         atomic_write_text(gin.operative_config_str(), out_dir / "config.gin")
+        atomic_write_text(json.dumps(baselines, indent=1) + "\n", out_dir / "baselines.json")
     ddp_model = wrap_ddp(model, env)  # gradients averaged over ranks; `model` stays the plain module
     valid_shard = torch.tensor_split(valid_index, env.world_size)[env.rank]  # this rank's validation users
 
@@ -219,9 +247,10 @@ def train(
     perm_epoch, batches, max_lengths = -1, None, None
     resident = ResidentExamples(train_data, sem_ids, dev) if resident_data else None
     forward = torch.compile(ddp_model) if compile_model else ddp_model  # `model` keeps the weights and state_dict
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")  # bf16 on GPUs only
-    start_time = time.time()
+    autocast = modules.precision.autocast(dev, precision)  # evaluate.py uses the same
+    start_time, eval_seconds, start_step = time.time(), 0.0, step
     nonfinite = FirstNonFiniteStep(dev)
+    loss_sum, loss_steps = torch.zeros((), device=dev), 0  # training loss since the last evaluation, summed on the device
     bar = tqdm(total=iterations, initial=step, desc="train", file=sys.stderr, dynamic_ncols=True, disable=not env.is_main)
     while step < iterations:
         epoch, offset = divmod(step, steps_per_epoch)
@@ -242,14 +271,17 @@ def train(
         model.train()
         with autocast:
             logits = forward(batch["user_ids"], batch["history"], batch["target"])
-        loss = model.loss(logits, batch["target"])
-        optimizer.zero_grad(set_to_none=True)
+        valid = trie.path_masks(batch["target"]) if constrained_softmax else None  # [B, T, K]
+        loss = model.loss(logits, batch["target"], valid)
+        opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
+        opt.step()
         scheduler.step()
         step += 1
         nonfinite.update(loss, step)
+        loss_sum += loss.detach()
+        loss_steps += 1
         bar.update(1)
 
         evaluating = step % eval_every == 0 or step == iterations
@@ -261,16 +293,36 @@ def train(
                 wandb_run.log({"train/loss": mean_loss, "train/grad_norm": grad_norm.item(),
                                "train/lr": scheduler.get_last_lr()[0]}, step=step)
         if evaluating:
+            eval_start = time.time()
+            model.eval()
             with autocast:
                 found = recommend(model, valid_data, sem_ids, trie, eval_beam_width, max(METRIC_KS),
                                   eval_batch_size, dev, valid_shard, sort_by_length=eval_sort_by_length)
+                nll_sums, nll_count = level_nll_sums(model, (data_batch(valid_data, chunk, sem_ids, dev)
+                                                             for chunk in valid_shard.split(eval_batch_size)), trie)
             metrics = retrieval_metrics(found["item_ids"], valid_data.targets[valid_shard], env)
-            history.append({"step": step, **metrics})
+            ranked = found["item_ids"].to(dev)
+            counts = torch.stack([torch.bincount(ranked[ranked >= 0], minlength=train_data.n_items),
+                                  torch.bincount(ranked[:, 0].clamp(min=0), minlength=train_data.n_items)])
+            counts = all_reduce_sum(counts, env).cpu()  # items in anybody's top-K / top-1, over every rank
+            nll = all_reduce_sum(torch.cat([nll_sums, torch.tensor([nll_count], dtype=torch.float64, device=dev)]), env).cpu()
+            train_loss = (all_reduce_sum(loss_sum, env) / (env.world_size * loss_steps)).item()
+            loss_sum.zero_()
+            loss_steps = 0
+            health = coverage_and_top1_share(counts[0], counts[1])
+            record = {"step": step, "examples_seen": step * batch_size,
+                      "wall_seconds": round(seconds_before + time.time() - start_time, 1), "train_loss": train_loss,
+                      **metrics, **{f"nll_level_{t}": v for t, v in enumerate((nll[:-1] / nll[-1]).tolist())},
+                      f"coverage@{max(METRIC_KS)}": health["coverage"], "top1_share": health["top1_share"]}
+            history.append(record)
             if env.is_main:
-                tqdm.write(f"step {step}: loss {mean_loss:.4f} valid " +
-                           " ".join(f"{k} {v:.4f}" for k, v in metrics.items()), file=sys.stderr)
+                atomic_write_text("".join(json.dumps(r) + "\n" for r in history), out_dir / "curve.jsonl")
+                tqdm.write(f"step {step}: loss {train_loss:.4f} valid " +
+                           " ".join(f"{k} {v:.4f}" for k, v in metrics.items()) +
+                           " nll " + "/".join(f"{record[f'nll_level_{t}']:.2f}" for t in range(len(nll) - 1)) +
+                           f" coverage {health['coverage']:.3f} top1 {health['top1_share']:.3f}", file=sys.stderr)
             if wandb_run is not None:
-                wandb_run.log({f"valid/{k}": v for k, v in metrics.items()}, step=step)
+                wandb_run.log({f"valid/{k}": v for k, v in record.items() if k != "step"}, step=step)
             is_best = best["metrics"] is None or metrics[select_metric] > best["metrics"][select_metric]
             if is_best:
                 best = {"step": step, "metrics": metrics}
@@ -280,17 +332,21 @@ def train(
                     save_checkpoint(best_path, {"model": model.state_dict(), "model_kwargs": model.kwargs},
                                     step=step, bindings=bindings, metrics=metrics)
                 save_checkpoint(last_path, {
-                    "model": model.state_dict(), "model_kwargs": model.kwargs, "optimizer": optimizer.state_dict(),
+                    "model": model.state_dict(), "model_kwargs": model.kwargs, "optimizer": opt.state_dict(),
                     "scheduler": scheduler.state_dict(), "step": step, "rng": rng, "best": json.dumps(best),
                     "history": json.dumps(history), "tokenizer_sha256": tokenizer_hash,
                 }, step=step, bindings=bindings, metrics=metrics)
             last_saved_step = step
+            eval_seconds += time.time() - eval_start
     bar.close()
     nonfinite.check(env, str(last_path), last_saved_step)
     if wandb_run is not None:
         wandb_run.finish()
     result = {"best_step": best["step"], "best_valid": best["metrics"], "best_checkpoint": str(best_path),
               "last_checkpoint": str(last_path), "steps": step, "train_seconds": round(time.time() - start_time, 1),
+              "eval_seconds": round(eval_seconds, 1),  # validation and checkpoints, inside train_seconds
+              "steps_per_second": round((step - start_step) / max(time.time() - start_time - eval_seconds, 1e-9), 2),
+              "batch_size": batch_size,
               "valid_history": history}
     return result
 

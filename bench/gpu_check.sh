@@ -1,40 +1,88 @@
 #!/usr/bin/env bash
-# The GPU check: everything that needs a CUDA GPU, in one command.
+# The GPU check: everything that needs a CUDA GPU, in one command of the device tool (600 s, 8 files back).
 #
-#   bash bench/gpu_check.sh            # outputs under $OUT if set, else ./gpu_check_out
+#   bash bench/gpu_check.sh              # MODE=check (default): kernel tests, kernel benchmark, time to quality
+#   MODE=sweep bash bench/gpu_check.sh   # decoder sweep: one tokenizer, the arms of bench/gpu_sweep_arms.txt
 #   PYTHON=/path/to/python bash bench/gpu_check.sh
 #
+# Outputs under $OUT if set, else ./gpu_check_out. Each step's log goes there; a summary naming the card
+# and the torch/triton/CUDA versions is printed at the end and saved as summary.md. A failing step does
+# not stop the later ones; the exit status is 1 if one failed. The last step of either mode is stopped
+# GPU_CHECK_SECONDS (default 570) after the start, so the summary is written inside the 600 s.
+#
+# MODE=check, 8 files: summary.md, ops_tests.log, ops_bench.{md,log,json}, time_to_quality.{md,json,log}
 # 1. the ops tests on CUDA (compiled Triton kernel vs the PyTorch reference, plus TestCuda),
 # 2. python -m ops.bench (fused vs eager vs torch.compile, B in {4k, 64k, 1M}, fp32 and bf16),
 # 3. python -m bench.time_to_quality on Beauty with configs/*_fast.gin (one seed; TTQ_SEEDS for more).
-# Each step's log goes to the output folder; a summary table is printed at the end and saved
-# as summary.md. A failing step does not stop the later ones. At most 8 files are written
-# (the device tool brings back 8): summary.md, ops_tests.log, ops_bench.md, ops_bench.log,
-# ops_bench.json, time_to_quality.{md,json,log}. SKIP_OPS=1 runs step 3 alone.
+# SKIP_OPS=1 runs step 3 alone.
+# MODE=sweep, 4 files: summary.md, sweep.{md,json,log} (and sweep_stdout.log if the sweep failed)
+#    python -m bench.sweep: stage 1 once, then every arm of SWEEP_ARMS (default bench/gpu_sweep_arms.txt)
+#    trains the decoder from that tokenizer within its share of the time; validation NDCG@10 / Recall@10
+#    against wall time per arm. SWEEP_ARGS adds arguments (e.g. "--decoder-gin train.compile_model=True").
 #
 # On the lent GPU machine (working tree only, no network, no ../shared): first, here,
 #   bash bench/prepare_gpu_carry.sh ../shared/data/amazon cache    # -> .gpu_carry/ (wheels, raw Beauty, embeddings)
+#   bash bench/gpu_preflight.sh                                     # every step below, toy-sized, on this CPU
 # then with the device tool: run(command="bash bench/gpu_check.sh", carry=[".gpu_carry"], timeout_s=600).
-# The device image lacks gin-config and polars: they are installed from .gpu_carry/whl into /tmp/site.
+# The device image lacks gin-config and polars: they are installed from .gpu_carry/whl (no index there).
+#
+# GPU_CHECK_CPU_TOY=1 is for bench/gpu_preflight.sh alone: the same steps on the CPU at toy size
+# (kernel under TRITON_INTERPRET=1, tiny models, 64 validation users); its numbers mean nothing.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+MODE="${MODE:-check}"
 OUT_DIR="${OUT:-./gpu_check_out}"
-mkdir -p "$OUT_DIR"
 PY="${PYTHON:-python3}"
-export PYTHONUNBUFFERED=1
-unset TRITON_INTERPRET  # compiled kernels on CUDA tensors, not the CPU interpreter
-unset TIGER_FORCE_REFERENCE  # the dispatcher must take the kernel
-
 CARRY=.gpu_carry
-if ! "$PY" -c "import gin, polars" 2>/dev/null && [ -d "$CARRY/whl" ]; then  # no package index there
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$CARRY"/whl/*.whl \
-        && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+SCRATCH="${GPU_CHECK_SCRATCH:-/tmp}"  # runs, caches and the wheels' install folder (too big to come back)
+CPU_TOY="${GPU_CHECK_CPU_TOY:-0}"
+export PYTHONUNBUFFERED=1
+fail() { echo "gpu_check: $*" >&2; exit 3; }
+case "$MODE" in check | sweep) ;; *) fail "MODE=$MODE: expected check or sweep" ;; esac
+mkdir -p "$OUT_DIR" "$SCRATCH"
+
+# The wheels the device image lacks (no package index there): installed, then imported, or stop here.
+if ! "$PY" -c "import gin, polars" 2>/dev/null; then
+    [ -d "$CARRY/whl" ] || fail "gin-config/polars not importable by $PY and no $CARRY/whl: run bench/prepare_gpu_carry.sh, carry .gpu_carry"
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SCRATCH/site" "$CARRY"/whl/*.whl \
+        || fail "pip could not install $CARRY/whl/*.whl for $("$PY" -V 2>&1) (wrong Python or platform tags?)"
+    export PYTHONPATH="$SCRATCH/site${PYTHONPATH:+:$PYTHONPATH}"
+    "$PY" -c "import gin, polars" || fail "gin-config/polars still not importable after installing $CARRY/whl"
 fi
 
-if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
-    echo "no CUDA GPU visible to $PY: this script is for a GPU machine (CPU tests: python -m pytest -q tests/ops)" >&2
-    exit 2
+if [ "$CPU_TOY" = 1 ]; then
+    DEVICE=cpu
+    DEADLINE="${GPU_CHECK_SECONDS:-1800}"
+    export TRITON_INTERPRET=1 OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"  # the kernel in Triton's CPU interpreter
+    OPS_BENCH_ARGS=(--device cpu --sizes 64 --dtypes fp32 --no-compile --warmup 1 --reps 2 --copy-mib 8)
+    # Triton 3.6's interpreter takes int() of 1-element arrays, which numpy >= 2.4 refuses (later Tritons
+    # squeeze first); the device compiles the kernel instead. GPU_CHECK_INTERPRETER_SITE goes first on
+    # PYTHONPATH for the two interpreted steps (bench/gpu_preflight.sh puts numpy 2.3 there).
+    INTERPRETER=(env ${GPU_CHECK_INTERPRETER_SITE:+PYTHONPATH="$GPU_CHECK_INTERPRETER_SITE${PYTHONPATH:+:$PYTHONPATH}"})
+    # Toy sizes on top of the fast configs (and of each sweep arm: batch, lr and warmup stay the arm's).
+    # Stage 1 keeps its k-means initialisation (learning rate 0): a few steps of the fast recipe collapse
+    # every item onto one code per level (seen here: usage 1%/0%/0% after one step), which the tokenizer refuses.
+    TOY=(--gin train.num_threads=1
+         --rqvae-gin train.iterations=2 --rqvae-gin train.eval_every=2 --rqvae-gin train.checkpoint_every=2
+         --rqvae-gin train.kmeans_iters=5 --rqvae-gin train.learning_rate=0.0
+         --decoder-gin train.iterations=12 --decoder-gin train.eval_every=6 --decoder-gin train.d_model=16
+         --decoder-gin train.n_heads=2 --decoder-gin train.d_head=8 --decoder-gin train.ff_dim=32
+         --decoder-gin train.n_encoder_layers=1 --decoder-gin train.n_decoder_layers=1
+         --decoder-gin train.valid_max_users=64 --decoder-gin train.eval_batch_size=256)
+    echo "CPU toy run (GPU_CHECK_CPU_TOY=1, bench/gpu_preflight.sh): toy sizes, kernel under TRITON_INTERPRET=1"
+else
+    DEVICE=cuda
+    DEADLINE="${GPU_CHECK_SECONDS:-570}"
+    unset TRITON_INTERPRET  # compiled kernels on CUDA tensors, not the CPU interpreter
+    OPS_BENCH_ARGS=()
+    INTERPRETER=()
+    TOY=()
+    if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+        echo "no CUDA GPU visible to $PY: this script is for a GPU machine (CPU: bash bench/gpu_preflight.sh)" >&2
+        exit 2
+    fi
 fi
+unset TIGER_FORCE_REFERENCE  # the dispatcher must take the kernel
 
 ROWS=()
 step() {  # step NAME LOG COMMAND...: run, tee the output into LOG, record status and seconds
@@ -48,62 +96,90 @@ step() {  # step NAME LOG COMMAND...: run, tee the output into LOG, record statu
     [ "$rc" -eq 0 ] || status="FAILED (exit $rc)"
     ROWS+=("| $name | $status | $((SECONDS - start)) | $log |")
 }
+left() { local s=$((DEADLINE - SECONDS)); echo $((s > 1 ? s : 1)); }  # seconds until the last step must stop
 
-if [ "${SKIP_OPS:-0}" != 1 ]; then
-# --- 1. kernel tests on CUDA
-step "ops tests (CUDA)" ops_tests.log "$PY" -m pytest -q -p no:cacheprovider -rs tests/ops
-
-# --- 2. benchmark: the table (stdout) is what goes into bench/results/residual_quantization.md
-echo "=== ops benchmark"
-start=$SECONDS
-"$PY" -m ops.bench --json "$OUT_DIR/ops_bench.json" > "$OUT_DIR/ops_bench.md" 2> "$OUT_DIR/ops_bench.log"
-rc=$?
-cat "$OUT_DIR/ops_bench.md"
-[ "$rc" -eq 0 ] && status="ok" || { status="FAILED (exit $rc)"; tail -n 30 "$OUT_DIR/ops_bench.log"; }
-ROWS+=("| ops benchmark | $status | $((SECONDS - start)) | ops_bench.md |")
+DATA_ROOT="${TTQ_ROOT:-$CARRY/amazon}"
+CACHE="$SCRATCH/gpu_check_cache"
+fresh_cache() {  # a new processed cache holding only the carried item embeddings (reported as cached)
+    rm -rf "$CACHE"
+    mkdir -p "$CACHE"
+    [ -d "$CARRY/cache" ] && cp -r "$CARRY/cache/." "$CACHE/"
+}
+if [ ! -d "$DATA_ROOT/raw/beauty" ]; then
+    echo "no Beauty data at $DATA_ROOT/raw/beauty (bash bench/prepare_gpu_carry.sh, carry .gpu_carry)"
+    ROWS+=("| Beauty data | MISSING at $DATA_ROOT | 0 | |")
 fi
 
-# --- 3. time to quality: raw Beauty -> features, stage 1, stage 2, test evaluation, timed
-# python -m bench.time_to_quality with the fast configs on CUDA; checkpoints stay in /tmp (too big
-# to come back), the table and JSON go to the output folder. TTQ_SEEDS="42 43 44" for the 3-seed mean
-# (about 3x the time: run it alone, SKIP_OPS=1). TTQ_ARGS adds arguments, e.g.
-# TTQ_ARGS="--decoder-gin train.iterations=2000" for a quick look.
-TTQ_ROOT="${TTQ_ROOT:-$CARRY/amazon}"
-if [ -d "$TTQ_ROOT/raw/beauty" ]; then
-    TTQ_CACHE=/tmp/ttq_cache TTQ_RUNS=/tmp/ttq_runs
-    rm -rf "$TTQ_CACHE" "$TTQ_RUNS"
-    mkdir -p "$TTQ_CACHE"
-    [ -d "$CARRY/cache" ] && cp -r "$CARRY/cache/." "$TTQ_CACHE/"  # the item embeddings: reported as cached
-    # shellcheck disable=SC2086
-    # timeout: past TTQ_TIMEOUT seconds (default 480) the run is stopped so that the summary still
-    # prints inside the device tool's 600 s per command; the log's progress bars then show the step rate.
-    step "time to quality (Beauty, seeds ${TTQ_SEEDS:-42})" time_to_quality.log \
-        timeout "${TTQ_TIMEOUT:-480}" "$PY" -m bench.time_to_quality --root "$TTQ_ROOT" --cache-dir "$TTQ_CACHE" --out-dir "$TTQ_RUNS" \
-        --device cuda --seeds ${TTQ_SEEDS:-42} \
-        --rqvae-config configs/rqvae_amazon_fast.gin --decoder-config configs/decoder_amazon_fast.gin ${TTQ_ARGS:-}
-    cp "$TTQ_RUNS/time_to_quality.md" "$TTQ_RUNS/time_to_quality.json" "$OUT_DIR/" 2>/dev/null
+if [ "$MODE" = check ]; then
+    if [ "${SKIP_OPS:-0}" != 1 ]; then
+        # --- 1. kernel tests (CUDA; the toy run: the interpreter)
+        step "ops tests ($DEVICE)" ops_tests.log "${INTERPRETER[@]}" "$PY" -m pytest -q -p no:cacheprovider -rs tests/ops
+
+        # --- 2. benchmark: the table (stdout) is what goes into bench/results/residual_quantization.md
+        echo "=== ops benchmark"
+        start=$SECONDS
+        "${INTERPRETER[@]}" "$PY" -m ops.bench "${OPS_BENCH_ARGS[@]}" --json "$OUT_DIR/ops_bench.json" \
+            > "$OUT_DIR/ops_bench.md" 2> "$OUT_DIR/ops_bench.log"
+        rc=$?
+        cat "$OUT_DIR/ops_bench.md"
+        # ops.bench keeps going when an implementation fails ("# fused ... failed"): no fused row is a failure.
+        [ "$rc" -eq 0 ] || { rc_note="exit $rc"; tail -n 30 "$OUT_DIR/ops_bench.log"; }
+        grep -q "| fused |" "$OUT_DIR/ops_bench.md" || rc_note="${rc_note:-no fused kernel row}"
+        [ -z "${rc_note:-}" ] && status="ok" || status="FAILED ($rc_note)"
+        ROWS+=("| ops benchmark | $status | $((SECONDS - start)) | ops_bench.md |")
+    fi
+
+    # --- 3. time to quality: raw Beauty -> features, stage 1, stage 2, test evaluation, timed
+    # Checkpoints stay in $SCRATCH (too big to come back); the table and JSON go to the output folder.
+    # TTQ_SEEDS="42 43 44" for the 3-seed mean (about 3x the time: run it alone, SKIP_OPS=1). TTQ_ARGS adds
+    # arguments, e.g. TTQ_ARGS="--decoder-gin train.iterations=2000". Past TTQ_TIMEOUT seconds (default: what
+    # is left of GPU_CHECK_SECONDS) the run is stopped; the log's progress bars then show the step rate.
+    if [ -d "$DATA_ROOT/raw/beauty" ]; then
+        TTQ_RUNS="$SCRATCH/ttq_runs"
+        rm -rf "$TTQ_RUNS"
+        fresh_cache
+        # shellcheck disable=SC2086
+        step "time to quality (Beauty, seeds ${TTQ_SEEDS:-42})" time_to_quality.log \
+            timeout "${TTQ_TIMEOUT:-$(left)}" "$PY" -m bench.time_to_quality --root "$DATA_ROOT" --cache-dir "$CACHE" \
+            --out-dir "$TTQ_RUNS" --device "$DEVICE" --seeds ${TTQ_SEEDS:-42} \
+            --rqvae-config configs/rqvae_amazon_fast.gin --decoder-config configs/decoder_amazon_fast.gin \
+            "${TOY[@]}" ${TTQ_ARGS:-}
+        cp "$TTQ_RUNS/time_to_quality.md" "$TTQ_RUNS/time_to_quality.json" "$OUT_DIR/" 2>/dev/null
+    fi
 else
-    echo "no Beauty data at $TTQ_ROOT/raw/beauty: time to quality skipped (bash bench/prepare_gpu_carry.sh, carry .gpu_carry)"
-    ROWS+=("| time to quality | SKIPPED (no data at $TTQ_ROOT) | 0 | |")
+    # --- the sweep: stage 1 once, every arm's stage 2 in its share of what is left (bench/sweep.py)
+    if [ -d "$DATA_ROOT/raw/beauty" ]; then
+        SWEEP_RUNS="$SCRATCH/sweep_runs"
+        rm -rf "$SWEEP_RUNS"
+        fresh_cache
+        budget=$(($(left) - 40))  # the sweep's own start and the stopping of its last arm fit in the 40 s
+        # shellcheck disable=SC2086
+        step "decoder sweep ($(grep -cv '^\s*\(#\|$\)' "${SWEEP_ARMS:-bench/gpu_sweep_arms.txt}") arms, ${budget} s)" sweep_stdout.log \
+            timeout "$(left)" "$PY" -m bench.sweep --root "$DATA_ROOT" --cache-dir "$CACHE" --out-dir "$SWEEP_RUNS" \
+            --device "$DEVICE" --arms "${SWEEP_ARMS:-bench/gpu_sweep_arms.txt}" --time-budget "$budget" \
+            --rqvae-config configs/rqvae_amazon_fast.gin --decoder-config configs/decoder_amazon_fast.gin \
+            "${TOY[@]}" ${SWEEP_ARGS:-}
+        cp "$SWEEP_RUNS/sweep.md" "$SWEEP_RUNS/sweep.json" "$SWEEP_RUNS/sweep.log" "$OUT_DIR/" 2>/dev/null
+        case "${ROWS[-1]}" in  # its table is sweep.md and the runs' output sweep.log: kept only to show a failure
+            *FAILED*) ;;
+            *) rm -f "$OUT_DIR/sweep_stdout.log" ;;
+        esac
+    fi
 fi
 
 # --- summary
 {
-    echo "# GPU check"
+    echo "# GPU check ($MODE)"
     echo
-    "$PY" - <<'EOF'
-import torch, triton
-p = torch.cuda.get_device_properties(0)
-print(f"{torch.cuda.get_device_name(0)}, {p.total_memory / 2**30:.0f} GiB, {p.multi_processor_count} SMs;"
-      f" torch {torch.__version__}, triton {triton.__version__}, CUDA {torch.version.cuda}")
-EOF
+    "$PY" -m bench.device_info --device "$DEVICE"
+    [ "$CPU_TOY" = 1 ] && echo "CPU toy run (GPU_CHECK_CPU_TOY=1): a preflight of the steps, not a measurement."
     echo
     echo "| step | status | seconds | log |"
     echo "| --- | --- | ---: | --- |"
     printf '%s\n' "${ROWS[@]}"
     echo
     [ -f "$OUT_DIR/ops_tests.log" ] && echo "ops tests: $(tail -n 1 "$OUT_DIR/ops_tests.log")"
-    "$PY" - "$OUT_DIR/ops_bench.json" <<'EOF'
+    [ -f "$OUT_DIR/ops_bench.json" ] && "$PY" - "$OUT_DIR/ops_bench.json" <<'EOF'
 import json, sys
 try:
     r = json.load(open(sys.argv[1]))
@@ -118,4 +194,7 @@ if "target_met" in r:
     print(f"target (B=1M fp32 fused fwd >= 5x eager and >= 50% copy BW): {'MET' if r['target_met'] else 'NOT MET'}")
 EOF
     [ -f "$OUT_DIR/time_to_quality.md" ] && { echo; cat "$OUT_DIR/time_to_quality.md"; }
+    [ -f "$OUT_DIR/sweep.md" ] && { echo; cat "$OUT_DIR/sweep.md"; }
 } | tee "$OUT_DIR/summary.md"
+printf '%s\n' "${ROWS[@]}" | grep -q "FAILED\|MISSING" && exit 1
+exit 0

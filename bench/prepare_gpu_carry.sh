@@ -7,7 +7,7 @@
 #       CACHE_DIR  a cache_dir whose amazon/beauty/ holds Beauty's MiniLM item embeddings
 #                  (default cache; make it with `python -m data` or any stage-1 run)
 #
-# .gpu_carry/ (ignored through .git/info/exclude, never committed; ~62 MiB of the device tool's
+# .gpu_carry/ (ignored by .gitignore, never committed; ~62 MiB of the device tool's
 # 64 MiB per call, so carry nothing else with it):
 #   whl/                 wheels the GPU image lacks: gin-config, polars (1.33.1: the 2.x split
 #                        runtime wheel alone is 54 MB; the data tests pass with 1.33.1)
@@ -22,8 +22,6 @@ CACHE_DIR="${2:-cache}"
 PY="${PYTHON:-python3}"
 CARRY=.gpu_carry
 
-mkdir -p .git/info
-grep -qxF "/$CARRY/" .git/info/exclude 2>/dev/null || echo "/$CARRY/" >> .git/info/exclude
 rm -rf "$CARRY"
 mkdir -p "$CARRY/whl" "$CARRY/amazon/raw" "$CARRY/cache/amazon/beauty"
 

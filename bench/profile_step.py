@@ -1,10 +1,12 @@
 """Profile (not a test): where one training step of each stage spends its time.
 
     python -m bench.profile_step --root ../shared/data/amazon --cache-dir cache [--device cpu|cuda] [--steps 5]
+        [--decoder paper|cpu]
 
 Stage 1: RqVae as configs/rqvae_amazon.gin builds it, batch 1024 of the real item features.
-Stage 2: the paper-size retrieval model of configs/decoder_amazon.gin, batch 256 of real Beauty
-training examples, semantic IDs from a random tokenizer (speed does not depend on which codes).
+Stage 2: the paper-size retrieval model of configs/decoder_amazon.gin (`--decoder cpu`: the laptop
+model of configs/decoder_amazon_cpu.gin, constrained softmax, length-bucketed batches as it trains),
+batch 256 of real Beauty training examples, semantic IDs from a random tokenizer (speed does not depend on which codes).
 Each: `--warmup` untimed steps, then `--steps` steps under torch.profiler; prints the mean step
 time and the top ops by self time, plus how much of the decoder's encoder input is padding.
 """
@@ -17,10 +19,19 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from data.processed import ItemData, SeqData
+from modules.batching import trim_history
 from modules.model import EncoderDecoderRetrievalModel
+from modules.semantic_id_trie import SemanticIdTrie
 from modules.rqvae import RqVae
 from modules.tokenizer import SemanticIdTokenizer
 from train_decoder import data_batch
+
+
+DECODERS = {  # the model bindings of configs/decoder_amazon.gin and configs/decoder_amazon_cpu.gin
+    "paper": dict(d_model=128, n_heads=6, d_head=64, ff_dim=1024, n_encoder_layers=4, n_decoder_layers=4, dropout=0.1),
+    "cpu": dict(d_model=64, n_heads=2, d_head=32, ff_dim=256, n_encoder_layers=2, n_decoder_layers=2, dropout=0.1,
+                constrained_softmax=True),
+}
 
 
 def profile_steps(step_fn, steps: int, warmup: int, device: torch.device, top: int) -> tuple[float, str]:
@@ -48,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--decoder", choices=tuple(DECODERS), default="paper")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -73,15 +85,18 @@ def main(argv: list[str] | None = None) -> None:
     seconds, table = profile_steps(rqvae_step, args.steps, args.warmup, device, args.top)
     print(f"## Stage 1: RQ-VAE step, batch 1024: {seconds * 1e3:.1f} ms/step\n\n{table}\n")
 
-    # ---- stage 2: retrieval model step (paper size), batch 256 of real training examples
+    # ---- stage 2: retrieval model step, batch 256 of real training examples
     train = SeqData(args.root, subset="train", cache_dir=args.cache_dir)
     codes = torch.randint(0, 256, (train.n_items, 3), generator=torch.Generator().manual_seed(0))
     sem_ids = SemanticIdTokenizer.from_codes(codes, codebook_size=256).sem_ids
+    dims = DECODERS[args.decoder]
     model = EncoderDecoderRetrievalModel(n_levels=sem_ids.shape[1], codebook_size=256, max_history=train.max_seq_len,
-                                         n_user_buckets=2000, d_model=128, n_heads=6, d_head=64, ff_dim=1024,
-                                         n_encoder_layers=4, n_decoder_layers=4, dropout=0.1).to(device)
+                                         n_user_buckets=2000, **dims).to(device)
+    trie = SemanticIdTrie(sem_ids.to(device), codebook_size=256)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
+    if args.decoder == "cpu":  # the CPU config's length buckets: each batch of similar lengths (modules/batching.py)
+        perm = torch.cat([chunk[torch.randperm(len(chunk))] for chunk in perm[train.history_lengths[perm].argsort()].split(256)])
     batches = iter(perm.split(256))
     lengths = train.history_lengths
     real_tokens = (1 + lengths * sem_ids.shape[1]).sum().item()
@@ -101,17 +116,21 @@ def main(argv: list[str] | None = None) -> None:
     print(f"host batch gather (SeqData.history_batch + sem_id_batch + .to): {gather_time() * 1e3:.2f} ms/batch\n")
 
     def decoder_step():
-        batch = data_batch(train, next(batches), sem_ids, device)
+        index = next(batches)
+        batch = data_batch(train, index, sem_ids, device)
+        if args.decoder == "cpu":
+            batch = trim_history(batch, lengths[index].max())
         with autocast:
             logits = model(batch["user_ids"], batch["history"], batch["target"])
-        loss = model.loss(logits, batch["target"])
+        valid = trie.path_masks(batch["target"]) if model.constrained_softmax else None
+        loss = model.loss(logits, batch["target"], valid)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
 
     seconds, table = profile_steps(decoder_step, args.steps, args.warmup, device, args.top)
-    print(f"## Stage 2: retrieval model step (4+4 layers, d 128), batch 256: {seconds * 1e3:.1f} ms/step\n\n{table}")
+    print(f"## Stage 2: retrieval model step ({args.decoder}: {dims}), batch 256: {seconds * 1e3:.1f} ms/step\n\n{table}")
 
 
 if __name__ == "__main__":

@@ -25,8 +25,6 @@ import argparse
 import contextlib
 import gc
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -34,6 +32,7 @@ from pathlib import Path
 import gin
 import torch
 
+from bench.device_info import device_name, software_versions
 from data.item_embeddings import cache_path
 from data.item_text import TEXT_TEMPLATE
 from data.processed import ItemData, SeqData, as_dataset, cache_folder, load_processed
@@ -50,14 +49,6 @@ ENTRY_POINTS = {"train_rqvae": train_rqvae, "train_decoder": train_decoder, "eva
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
 STAGES = ("stage1_s", "stage2_s", "test_eval_s")
-
-
-def device_name(device: str) -> str:
-    if device == "cuda":
-        return torch.cuda.get_device_name(0)
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
-    return f"CPU: {model}, {os.cpu_count()} cores"
 
 
 def run_entry_point(module: str, argv: list[str]) -> tuple[dict, float]:
@@ -141,7 +132,8 @@ def mean_over_seeds(runs: list[dict], features_s: float) -> dict:
 def markdown(result: dict) -> str:
     f = result["features"]
     lines = [f"# Time to quality: {result['dataset']} {result['split']}", "",
-             f"Device: {result['device_name']}; torch {result['torch']}. Configs: `{result['rqvae_config']}`, "
+             f"Device: {result['device_name']}; torch {result['torch']}, triton {result['versions']['triton']}, "
+             f"CUDA {result['versions']['cuda']}, Python {result['versions']['python']}. Configs: `{result['rqvae_config']}`, "
              f"`{result['decoder_config']}`" + (f"; extra bindings: {' '.join(result['gin'])}" if result["gin"] else "") + ".",
              f"Features (once for all seeds): {f['features_s']:.1f} s = parse {f['parse_s']:.1f} s "
              f"({'processed cache' if f['processed_cached'] else 'from raw files'}) + ItemData {f['item_data_s']:.1f} s "
@@ -198,7 +190,7 @@ def main(argv: list[str] | None = None) -> dict:
     features = build_features(args.root, args.dataset, args.split, args.cache_dir, args.encoder_model)
     runs = [run_seed(seed, args, out_dir) for seed in args.seeds]
     result = {"dataset": args.dataset, "split": args.split, "device": args.device, "device_name": device_name(args.device),
-              "torch": torch.__version__, "rqvae_config": args.rqvae_config, "decoder_config": args.decoder_config,
+              "torch": torch.__version__, "versions": software_versions(), "rqvae_config": args.rqvae_config, "decoder_config": args.decoder_config,
               "gin": [*args.gin, *(f"(stage 1) {b}" for b in args.rqvae_gin), *(f"(stage 2) {b}" for b in args.decoder_gin)],
               "features": features, "runs": runs, "mean": mean_over_seeds(runs, features["features_s"])}
     table = markdown(result)

@@ -174,6 +174,11 @@ class SeqData(Dataset):
         return gather_histories(self._items, self._target_rows[index], self.history_lengths[index], self.max_seq_len)
 
     @property
+    def last_items(self) -> torch.Tensor:
+        """[M] the most recent history item of each example (every example has at least one)."""
+        return self._items[self._target_rows - 1]
+
+    @property
     def histories(self) -> torch.Tensor:
         if self._histories is None:
             self._histories = self.history_batch(torch.arange(len(self)))

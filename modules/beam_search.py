@@ -4,7 +4,9 @@ Per step: log-softmax of the decoder's logits, THEN tokens that no item's ID all
 after the beam's prefix are set to -inf, THEN the top-k: masking after the top-k
 would let invalid tokens take beam slots. Scores are sums of the unmasked
 log-probabilities, i.e. log P(item ID | history), so with a beam as wide as the
-catalogue the result is the exact ranking by teacher-forced likelihood.
+catalogue the result is the exact ranking by teacher-forced likelihood. A model trained
+with `constrained_softmax` takes its softmax over the valid codes only (mask, then
+log-softmax), as in training: scores are then log-probabilities over the catalogue's items.
 
 The encoder runs once per user; the decoder's keys/values are cached and reordered
 with the beams; the cross-attention keys/values stay one copy per user (not per beam). Deterministic: no sampling, dropout off.
@@ -53,8 +55,12 @@ def constrained_beam_search(model, batch: dict[str, Tensor], trie: SemanticIdTri
         beams = 1
         for depth in range(T):
             logits = model.decode(tokens, memory if depth == 0 else None, padding, cache, start=depth)[:, -1]
-            logp = torch.log_softmax(logits.float(), dim=-1)                       # [B*beams, K]
-            logp = logp.masked_fill(~trie.allowed(depth, nodes), float("-inf"))    # mask BEFORE the top-k
+            allowed = trie.allowed(depth, nodes)                                    # [B*beams, K]
+            if model.constrained_softmax:  # the softmax over valid codes only, as the model was trained
+                logp = torch.log_softmax(logits.float().masked_fill(~allowed, float("-inf")), dim=-1)
+                logp = torch.where(allowed.any(dim=-1, keepdim=True), logp, float("-inf"))  # a dead beam's row is NaN: keep it dead
+            else:
+                logp = torch.log_softmax(logits.float(), dim=-1).masked_fill(~allowed, float("-inf"))  # mask BEFORE the top-k
             candidates = rearrange(scores[:, None] + logp, "(b w) k -> b (w k)", b=B)
             keep = min(beam_width, beams * K)
             top_scores, top_index = candidates.topk(keep, dim=1)                  # [B, keep], sorted

@@ -32,6 +32,7 @@ class EncoderDecoderRetrievalModel(nn.Module):
         n_encoder_layers: int = 4,
         n_decoder_layers: int = 4,
         dropout: float = 0.1,
+        constrained_softmax: bool = False,
     ) -> None:
         super().__init__()
         # Kept so a checkpoint can rebuild the model without the gin file.
@@ -39,7 +40,14 @@ class EncoderDecoderRetrievalModel(nn.Module):
             n_levels=n_levels, codebook_size=codebook_size, max_history=max_history, n_user_buckets=n_user_buckets,
             d_model=d_model, n_heads=n_heads, d_head=d_head, ff_dim=ff_dim,
             n_encoder_layers=n_encoder_layers, n_decoder_layers=n_decoder_layers, dropout=dropout,
+            constrained_softmax=constrained_softmax,
         )
+        # True: each position's softmax runs over the codes that extend the prefix to an existing item's ID
+        # only (in training, teacher-forced along the target's own prefix; in beam search, along each beam's),
+        # so the model's scores are log-probabilities over the catalogue's items and it need not spend
+        # its training learning which code combinations exist. False: the paper's softmax over all K codes
+        # (beam search then masks invalid codes after the softmax).
+        self.constrained_softmax = constrained_softmax
         self.n_levels, self.codebook_size, self.max_history = n_levels, codebook_size, max_history
         self.sem_id_emb = SemIdEmbedder(n_levels, codebook_size, d_model)
         self.user_emb = UserIdEmbedder(n_user_buckets, d_model)
@@ -53,14 +61,22 @@ class EncoderDecoderRetrievalModel(nn.Module):
         # can only emit a level-t token, so the other levels' logits would just be wasted mass.
         self.head = nn.Parameter(torch.empty(n_levels, codebook_size, d_model))
         self.apply(self._init)
-        nn.init.normal_(self.head, std=0.02)
+        nn.init.normal_(self.head, std=d_model ** -0.5)  # a linear map from d_model: fan-in scaled too
 
     @staticmethod
     def _init(m: nn.Module) -> None:
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, std=0.02)
-        if isinstance(m, nn.Linear) and m.bias is not None:
-            nn.init.zeros_(m.bias)
+        # T5's initialisation (Raffel et al. 2020, the Mesh TensorFlow defaults the paper's T5X models use):
+        # embeddings N(0, 1), every linear map N(0, 1/fan_in), so every layer's output starts at unit scale
+        # whatever d_model. GPT-2's fixed std 0.02 is ~1/sqrt(d_model) only for d_model ~ 2,500: at
+        # d_model 64-128 it makes attention logits ~0.03, i.e. uniform attention over the whole history,
+        # and stage 2 then spends thousands of steps predicting the same items for everyone before
+        # its cross-attention learns to look at the most recent items (bench/results/decoder_study_beauty.md).
+        if isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=1.0)
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=m.in_features ** -0.5)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
     def encode(self, user_ids: Tensor, history: Tensor) -> tuple[Tensor, Tensor]:
         """user_ids [B], history [B, L, T] codes (-1 = padding item) -> memory [B, S, D], padding mask [B, S]."""
@@ -102,10 +118,19 @@ class EncoderDecoderRetrievalModel(nn.Module):
         memory, padding = self.encode(user_ids, history)
         return self.decode(self.decoder_input(target), memory, padding)
 
-    @staticmethod
-    def loss(logits: Tensor, target: Tensor) -> Tensor:
+    def level_nll(self, logits: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
+        """logits [B, T, K], target [B, T] -> [B, T] cross-entropy of each target token. valid [B, T, K]
+        (SemanticIdTrie.path_masks of the targets) is required when constrained_softmax is on."""
+        logits = logits.float()
+        if self.constrained_softmax:
+            if valid is None:
+                raise ValueError("a model with constrained_softmax needs the targets' valid-code masks (trie.path_masks)")
+            logits = logits.masked_fill(~valid, float("-inf"))
+        return F.cross_entropy(rearrange(logits, "b t k -> b k t"), target, reduction="none")
+
+    def loss(self, logits: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
         """Mean cross-entropy over the B*T target tokens (Sec. 3.2: next-token prediction of the ID)."""
-        return F.cross_entropy(rearrange(logits.float(), "b t k -> (b t) k"), rearrange(target, "b t -> (b t)"))
+        return self.level_nll(logits, target, valid).mean()
 
 
 def recency_positions(history: Tensor) -> Tensor:

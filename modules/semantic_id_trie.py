@@ -60,6 +60,16 @@ class SemanticIdTrie:
         out = table[nodes.clamp(min=0), codes.clamp(0, self.codebook_size - 1)]
         return torch.where(valid, out, -1)
 
+    def path_masks(self, ids: Tensor) -> Tensor:
+        """ids [M, T] full semantic IDs of existing items -> bool [M, T, K]: at each depth, the codes that
+        extend the ID's own prefix to a valid one (teacher forcing's view of the constrained search)."""
+        nodes = torch.zeros(ids.shape[0], dtype=torch.long, device=ids.device)
+        masks = []
+        for d in range(self.depth):
+            masks.append(self.allowed(d, nodes))
+            nodes = self.next_nodes(d, nodes, ids[:, d])
+        return torch.stack(masks, dim=1)
+
     def lookup(self, ids: Tensor) -> Tensor:
         """ids [M, T] full semantic IDs -> item ids [M], -1 for an ID that no item has."""
         if ids.dim() != 2 or ids.shape[1] != self.depth:

@@ -143,3 +143,8 @@ def write_ml32m_raw(root: Path, n_users: int = 25, n_movies: int = 30, seed: int
         for movie, title, genres in movielens_movies(n_movies, seed):
             w.writerow([movie, title, "(no genres listed)" if movie == 2 else "|".join(genres)])
     return root
+
+
+def without_wall_time(history: list[dict]) -> list[dict]:
+    """A run's validation history minus the wall-clock seconds, the one field two equal runs may differ in."""
+    return [{k: v for k, v in h.items() if k != "wall_seconds"} for h in history]

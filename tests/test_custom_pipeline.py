@@ -32,7 +32,7 @@ def test_custom_data_set_through_both_stages_and_evaluate(tmp_path, fake_encoder
     assert stage1["n_items"] == 60 and Path(stage1["semantic_ids"]) == tmp_path / "rqvae" / "custom-shop" / "semantic_ids.pt"
 
     decoder = (*data, f'train.tokenizer_dir="{tmp_path / "rqvae"}"', f'train.save_dir="{tmp_path / "decoder"}"',
-               "train.iterations=20", "train.eval_every=10", "train.batch_size=32", "train.warmup_steps=5",
+               "train.iterations=20", "train.eval_every=10", "train.batch_size=32", "train.lr_constant_steps=5",
                "train.d_model=32", "train.n_heads=2", "train.d_head=16", "train.ff_dim=64", "train.n_encoder_layers=1",
                "train.n_decoder_layers=1", "train.eval_batch_size=16", "train.max_seq_len=12")
     gin.clear_config()

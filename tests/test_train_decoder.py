@@ -21,7 +21,7 @@ def tiny_run_args(tmp_path, iterations, extra=()):
             "--gin", f'train.tokenizer_dir="{tmp_path / "rqvae"}"',
             "--gin", f'train.save_dir="{tmp_path / "decoder"}"',
             "--gin", f"train.iterations={iterations}", "--gin", "train.eval_batch_size=8",
-            "--gin", "train.batch_size=16", "--gin", "train.eval_every=10", "--gin", "train.warmup_steps=5",
+            "--gin", "train.batch_size=16", "--gin", "train.eval_every=10", "--gin", "train.lr_constant_steps=5",
             "--gin", "train.learning_rate=0.003", "--gin", "train.d_model=32", "--gin", "train.n_heads=2",
             "--gin", "train.d_head=16", "--gin", "train.ff_dim=64", "--gin", "train.n_encoder_layers=1",
             "--gin", "train.n_decoder_layers=1", "--gin", "train.device=\"cpu\"",
@@ -100,3 +100,22 @@ def test_every_config_parses_and_sets_every_parameter(config):
     parse_gin_args(train_decoder.train, [str(config)])
     assert set(gin.get_bindings(train_decoder.train)) == set(inspect.signature(train_decoder.train).parameters)
     gin.clear_config()
+
+
+def test_curve_and_baselines_are_written_and_kept_across_resume(stage1, capsys):
+    run(tiny_run_args(stage1, 20), capsys)
+    folder = stage1 / "decoder" / "amazon-beauty"
+    first = [json.loads(line) for line in (folder / "curve.jsonl").read_text().splitlines()]
+    resumed = run(tiny_run_args(stage1, 30), capsys)
+    curve = [json.loads(line) for line in (folder / "curve.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in curve] == [10, 20, 30] and curve[:2] == first  # appended, the earlier rows kept
+    assert curve == resumed["valid_history"]
+    for r in curve:
+        assert r["examples_seen"] == 16 * r["step"] and r["train_loss"] > 0
+        assert set(r) >= {"wall_seconds", "recall@10", "ndcg@10", "coverage@10", "top1_share",
+                          *(f"nll_level_{t}" for t in range(4))}
+        assert 0 < r["coverage@10"] <= 1 and 0 < r["top1_share"] <= 1
+    assert curve[2]["wall_seconds"] >= curve[1]["wall_seconds"]  # counted across the resume
+    baselines = json.loads((folder / "baselines.json").read_text())
+    assert set(baselines) == {"popularity", "transition", "prior_nll"} and len(baselines["prior_nll"]) == 4
+    assert 0 <= baselines["transition"]["recall@10"] <= 1

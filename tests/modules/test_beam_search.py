@@ -1,3 +1,4 @@
+import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
@@ -13,8 +14,9 @@ class RandomLogitsModel(nn.Module):
     (user, decoder position, previous token), so they are arbitrary but consistent
     across beams. The user of each beam row travels in the cache, as real keys/values do."""
 
-    def __init__(self, n_users, T, K, scale, seed):
+    def __init__(self, n_users, T, K, scale, seed, constrained_softmax=False):
         super().__init__()
+        self.constrained_softmax = constrained_softmax
         g = torch.Generator().manual_seed(seed)
         self.n_levels, self.codebook_size = T, K
         self.table = scale * torch.randn(n_users, T, T * K + 2, K, generator=g)
@@ -39,13 +41,13 @@ def random_catalogue(n, T, K, g):
 
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), n_items=st.integers(1, 40), K=st.integers(2, 6), T=st.integers(1, 4),
-       beam=st.integers(1, 12), scale=st.sampled_from([0.1, 3.0, 50.0]))
-def test_beam_search_never_returns_an_invalid_id(seed, n_items, K, T, beam, scale):
+       beam=st.integers(1, 12), scale=st.sampled_from([0.1, 3.0, 50.0]), constrained=st.booleans())
+def test_beam_search_never_returns_an_invalid_id(seed, n_items, K, T, beam, scale, constrained):
     g = torch.Generator().manual_seed(seed)
     catalogue = random_catalogue(n_items, T, K, g)
     trie = SemanticIdTrie(catalogue, codebook_size=K)
     n_users, top_k = 5, max(1, beam // 2)
-    model = RandomLogitsModel(n_users, T, K, scale, seed)
+    model = RandomLogitsModel(n_users, T, K, scale, seed, constrained)
     batch = {"user_ids": torch.arange(n_users), "history": torch.zeros(n_users, 1, T, dtype=torch.long)}
     out = constrained_beam_search(model, batch, trie, beam_width=beam, top_k=top_k)
     items, sem, scores = out["item_ids"], out["sem_ids"], out["scores"]
@@ -63,25 +65,29 @@ def test_beam_search_never_returns_an_invalid_id(seed, n_items, K, T, beam, scal
 
 
 def exhaustive_scores(model, batch, catalogue):
-    """log P(item | history) of every item by teacher forcing: [B, N]."""
+    """log P(item | history) of every item by teacher forcing (the model's own softmax, through
+    model.level_nll): [B, N]."""
     B, N = batch["user_ids"].shape[0], catalogue.shape[0]
+    targets = catalogue.repeat(B, 1)
     with torch.no_grad():
-        logits = model(batch["user_ids"].repeat_interleave(N), batch["history"].repeat_interleave(N, 0), catalogue.repeat(B, 1))
-        logp = torch.log_softmax(logits, -1).gather(-1, catalogue.repeat(B, 1)[..., None])[..., 0]
-    return logp.sum(-1).view(B, N)
+        logits = model(batch["user_ids"].repeat_interleave(N), batch["history"].repeat_interleave(N, 0), targets)
+        nll = model.level_nll(logits, targets, SemanticIdTrie(catalogue, model.codebook_size).path_masks(targets))
+    return -nll.sum(-1).view(B, N)
 
 
-def small_model(K, T, L):
+def small_model(K, T, L, constrained_softmax=False):
     torch.manual_seed(0)
     return EncoderDecoderRetrievalModel(n_levels=T, codebook_size=K, max_history=L, n_user_buckets=11, d_model=32,
-                                        n_heads=2, d_head=16, ff_dim=64, n_encoder_layers=2, n_decoder_layers=2, dropout=0.0)
+                                        n_heads=2, d_head=16, ff_dim=64, n_encoder_layers=2, n_decoder_layers=2, dropout=0.0,
+                                        constrained_softmax=constrained_softmax)
 
 
-def test_wide_beam_equals_exhaustive_teacher_forced_ranking():
+@pytest.mark.parametrize("constrained", [False, True])
+def test_wide_beam_equals_exhaustive_teacher_forced_ranking(constrained):
     g = torch.Generator().manual_seed(0)
     K, T, L = 4, 4, 3
     catalogue = random_catalogue(30, T, K, g)
-    model = small_model(K, T, L)
+    model = small_model(K, T, L, constrained)
     for p in model.parameters():  # sharpen the random model so the ranking is far from uniform
         p.data.mul_(8.0)
     model.eval()
@@ -138,3 +144,18 @@ def test_cross_attention_cache_is_one_copy_per_user_not_per_beam(monkeypatch):
     expected_scores, expected_items = exhaustive_scores(model, batch, catalogue).topk(10, dim=1)
     torch.testing.assert_close(out["scores"], expected_scores, atol=1e-4, rtol=1e-4)
     assert torch.equal(out["item_ids"], expected_items)
+
+
+def test_constrained_softmax_scores_are_log_probabilities_over_the_catalogue():
+    # Every item's teacher-forced probability under the constrained softmax: they sum to 1 per user,
+    # and a beam as wide as the catalogue returns exactly those log-probabilities.
+    g = torch.Generator().manual_seed(1)
+    K, T, L, n = 4, 3, 3, 25
+    catalogue = random_catalogue(n, T, K, g)
+    model = small_model(K, T, L, constrained_softmax=True).eval()
+    history = torch.randint(0, n, (4, L), generator=g)
+    batch = sem_id_batch({"user_id": torch.arange(4), "history": history, "target": torch.zeros(4, dtype=torch.long)}, catalogue)
+    scores = exhaustive_scores(model, batch, catalogue)  # [4, n]
+    torch.testing.assert_close(scores.exp().sum(dim=1), torch.ones(4))
+    out = constrained_beam_search(model, batch, SemanticIdTrie(catalogue, K), beam_width=n, top_k=n)
+    torch.testing.assert_close(out["scores"], scores.sort(dim=1, descending=True).values, atol=1e-5, rtol=1e-5)

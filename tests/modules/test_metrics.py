@@ -3,7 +3,6 @@ import math
 import pytest
 import torch
 
-from modules.lr_schedule import inverse_sqrt_schedule
 from modules.metrics import TopKMetrics, target_rank
 from modules.popularity import most_popular
 
@@ -37,16 +36,3 @@ def test_metrics_need_enough_ranked_items():
 def test_most_popular_counts_and_breaks_ties_by_item_id():
     targets = torch.tensor([3, 1, 3, 2, 2, 3, 0, 1])  # counts: 3->3, 1->2, 2->2, 0->1, 4->0
     assert most_popular(targets, n_items=5, k=5).tolist() == [3, 1, 2, 0, 4]
-
-
-def test_inverse_sqrt_schedule_is_constant_then_decays():
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
-    sched = inverse_sqrt_schedule(opt, warmup_steps=100)
-    lrs = []
-    for _ in range(400):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    assert lrs[0] == lrs[99] == 0.01
-    assert lrs[400 - 1] == pytest.approx(0.01 * math.sqrt(100 / 399))
-    assert lrs[200] == pytest.approx(0.01 * math.sqrt(0.5))

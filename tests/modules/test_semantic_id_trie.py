@@ -25,6 +25,18 @@ def test_allowed_tokens_match_brute_force(seed):
         assert node.item() == item  # the walk ends at the item id
 
 
+def test_path_masks_are_the_allowed_codes_along_each_ids_own_prefix():
+    ids = random_catalogue(30, 3, 4, seed=5)
+    trie = SemanticIdTrie(ids, codebook_size=4)
+    masks = trie.path_masks(ids)  # [30, 3, 4]
+    for item in range(len(ids)):
+        node = torch.zeros(1, dtype=torch.long)
+        for d in range(3):
+            assert torch.equal(masks[item, d], trie.allowed(d, node)[0])
+            assert masks[item, d, ids[item, d]]  # the item's own code is always allowed
+            node = trie.next_nodes(d, node, ids[item, d:d + 1])
+
+
 def test_lookup_and_invalid_prefixes():
     ids = torch.tensor([[0, 1, 0], [0, 1, 1], [2, 0, 0]])
     trie = SemanticIdTrie(ids)

@@ -1,0 +1,40 @@
+import json
+
+import pytest
+
+from bench.plot_curves import main, read_curve
+
+
+def write_run(folder, values):
+    folder.mkdir(parents=True)
+    rows = [{"step": 10 * (i + 1), "examples_seen": 160 * (i + 1), "wall_seconds": 1.5 * (i + 1), "train_loss": 5 - v,
+             "ndcg@10": v / 10, "recall@10": v / 5, "nll_level_0": 5.5 - v, "coverage@10": v / 3, "top1_share": 1 - v / 4}
+            for i, v in enumerate(values)]
+    (folder / "curve.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "baselines.json").write_text(json.dumps({"popularity": {"ndcg@10": 0.01}, "transition": {"ndcg@10": 0.05},
+                                                       "prior_nll": [5.4, 2.0, 1.0, 0.1]}))
+    return folder
+
+
+def test_plots_several_runs_into_one_png(tmp_path):
+    a = write_run(tmp_path / "lr1" / "amazon-beauty", [0.1, 0.3, 0.5])
+    b = write_run(tmp_path / "lr2" / "amazon-beauty", [0.2, 0.2])
+    out = tmp_path / "curves.png"
+    main([str(a), str(b), "--out", str(out), "--x", "wall_seconds"])
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+    assert [r["step"] for r in read_curve(a)] == [10, 20, 30]
+
+
+def test_a_folder_without_a_curve_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="curve.jsonl"):
+        main([str(tmp_path), "--out", str(tmp_path / "x.png")])
+
+
+def test_curve_table_row_reads_the_best_and_the_last_validation(tmp_path, capsys):
+    from bench.curve_table import main as table
+
+    run = write_run(tmp_path / "lr1" / "amazon-beauty", [0.1, 0.5, 0.3])
+    table([str(run)])
+    row = capsys.readouterr().out.strip().splitlines()[-1]
+    # best NDCG@10 0.05 at step 20 (Recall@10 0.1 there), last 0.03 at step 30, first-code NLL 5.0 vs prior 5.4
+    assert row.startswith("| lr1 | 0.0500 (20) | 0.1000 | 0.0300 (30) | 5.00 / 5.40 | 0.167 | 0.875 | 0.1 / 0.1 |")
