@@ -144,11 +144,28 @@ def time_steps(work: Path, decoder_batch: int, steps: int) -> dict:
         opt.step()
 
     flops_8 = flops(lambda: decoder_step(8))
+    # Without dropout the CPU's attention takes the fused kernel, which keeps no [B, heads, 801, 801]
+    # matrix: the activation memory a GPU's memory-efficient kernel (dropout included) gets close to.
+    no_dropout = EncoderDecoderRetrievalModel(n_levels=tokenizer.sem_ids.shape[1], codebook_size=tokenizer.codebook_size,
+                                              max_history=200, dropout=0.0)
+
+    def forward_no_dropout(batch=8):
+        b = resident.batch(torch.randint(len(resident), (batch,)))
+        no_dropout.loss(no_dropout(b["user_ids"], b["history"], b["target"]), b["target"]).backward()
+
     out["decoder"] = {"batch": decoder_batch, "cpu_s_per_step": timed(lambda: decoder_step(decoder_batch), steps),
                       "flops_per_example": flops_8 / 8, "flops_per_paper_step": flops_8 / 8 * PAPER_BATCH,
                       "saved_bytes_per_example": saved_for_backward(lambda: decoder_step(8)) / 8,
+                      "saved_bytes_per_example_fused": saved_for_backward(forward_no_dropout) / 8,
                       "train_examples": len(data), "interactions": len(data._items)}
     return out
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.machine()
 
 
 def gib(x: float) -> str:
@@ -169,7 +186,7 @@ def report(rows: list[dict], steps: dict, args, load: tuple[str, str]) -> str:
         "",
         f"    python -m bench.movielens_32m --work {args.work} --decoder-batch {args.decoder_batch}",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, "
+        f"Machine: {cpu_name()}, {os.cpu_count()} CPU cores, "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, no GPU; "
         f"python {platform.python_version()}. Every step ran with `nice -n 19` and one torch thread "
         f"**on a machine shared with other jobs** (load average {load[0]} at the start, {load[1]} at the end): "
@@ -186,7 +203,7 @@ def report(rows: list[dict], steps: dict, args, load: tuple[str, str]) -> str:
     ]
     notes = {
         "generate": "writes raw/ml-32m/ratings.csv (32,000,204 rows) + movies.csv",
-        "data": "parse CSV, 5-core filter, sort, parquet cache, leave-one-out, embed 87,585 titles (MiniLM, CPU)",
+        "data": "parse CSV, 5-rating filter, sort, parquet cache, leave-one-out, embed the movie titles (MiniLM, CPU)",
         "data again": "everything from the checksummed caches",
         "rqvae": "",
         "decoder": "",
@@ -200,7 +217,9 @@ def report(rows: list[dict], steps: dict, args, load: tuple[str, str]) -> str:
         r = by["decoder"]["result"]
         metrics = r["best_valid"]
         notes["decoder"] = (f"{r['steps']} steps of batch {args.decoder_batch} then validation (beam 10) on "
-                            f"{args.valid_users} users; loop incl. validation {r['train_seconds']:.0f} s; "
+                            f"{args.valid_users} users: training loop {r['train_seconds'] - r['eval_seconds']:.0f} s "
+                            f"({args.decoder_steps / (r['train_seconds'] - r['eval_seconds']):.3f} steps/s), validation + checkpoints "
+                            f"{r['eval_seconds']:.0f} s; "
                             f"valid recall@10 {metrics['recall@10']:.4f} (untrained)")
     for row in rows:
         lines.append(f"| {row['name']} | {minutes(row['wall_s'])} | {minutes(row['cpu_s'])} | {gib(row['peak_rss_gib'])} | "
@@ -227,8 +246,12 @@ def report(rows: list[dict], steps: dict, args, load: tuple[str, str]) -> str:
         f"autograd's saved-tensor hooks): **{dec['saved_bytes_per_example'] / 2**20:.0f} MiB per example** on the CPU, "
         f"i.e. {dec['saved_bytes_per_example'] * PAPER_BATCH / 2**30:.0f} GiB at the paper's batch of 256. On the CPU, "
         "PyTorch's attention with dropout (p = 0.1) takes the math path, which keeps each layer's [B, 6, 801, 801] "
-        "attention weights and dropout mask; this is why the decoder step ran at a smaller batch here. On a GPU "
-        "(bf16 autocast) attention is the memory-efficient kernel, which keeps no 801 x 801 matrix.",
+        "attention weights and dropout mask; this is why the decoder step ran at a smaller batch here. Without dropout "
+        "the CPU takes the fused attention kernel, which keeps no 801 x 801 matrix: "
+        f"{dec['saved_bytes_per_example_fused'] / 2**20:.0f} MiB per example, "
+        f"{dec['saved_bytes_per_example_fused'] * PAPER_BATCH / 2**30:.0f} GiB at 256 (fp32). A GPU's memory-efficient "
+        "kernel handles dropout too, so this is the estimate for a GPU step (less under bf16 autocast); "
+        "not measured on a GPU here.",
         "",
         f"FLOPs are counted by `torch.utils.flop_counter` (matmuls and attention, forward + backward) and are "
         f"per example, so they scale with the batch. 400,000 steps x {dec['flops_per_paper_step'] / 1e12:.2f} TFLOP = "
@@ -262,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
     data_folder = 'train.dataset_folder="data"'  # relative to <work>, where every step runs
     rows = []
     step = lambda name, argv: rows.append(run_child(name, argv, work, work / "logs" / f"{name.replace(' ', '_')}.log"))
-    if not (work / "data" / "raw" / "ml-32m" / "ratings.csv").is_file():
+    if not (work / "data" / "raw" / "ml-32m" / "ratings.csv").is_file() or (work / "logs" / "generate.json").is_file():
         step("generate", [py, "-m", "bench.make_movielens_standin", "--out", "data", "--size", "32m"])
     step("data", [py, "-m", "data", "--dataset", "ml-32m", "--root", "data", "--cache-dir", "cache"])
     step("data again", [py, "-m", "data", "--dataset", "ml-32m", "--root", "data", "--cache-dir", "cache"])
