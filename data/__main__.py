@@ -20,7 +20,7 @@ from modules.errors import exit_on_user_error
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m data", description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="amazon", choices=[d.value for d in RecDataset])
-    parser.add_argument("--split", default="beauty", help="Amazon: beauty, sports or toys (ignored for MovieLens)")
+    parser.add_argument("--split", default="beauty", help="Amazon: beauty, sports or toys; custom: your data set's name (ignored for MovieLens)")
     parser.add_argument("--root", required=True, help="folder holding raw/<split>/ (downloaded there if missing and the network allows)")
     parser.add_argument("--cache-dir", default="cache")
     parser.add_argument("--max-seq-len", type=int, default=None)
@@ -39,8 +39,9 @@ def statistics(args: argparse.Namespace) -> dict:
     seqs = {s: SeqData(args.root, args.dataset, args.split, subset=s, max_seq_len=args.max_seq_len,
                        cache_dir=args.cache_dir) for s in ("train", "valid", "test")}
     n_interactions = len(seqs["test"]._items)
+    cache = processed.cache_folder(args.cache_dir, RecDataset(args.dataset), args.split)
     stats = {
-        "dataset": args.dataset, "split": args.split,
+        "dataset": args.dataset, "split": cache.name,  # MovieLens ignores --split: its one split is its name
         "users": seqs["test"].n_users, "items": items.n_items, "interactions": n_interactions,
         "train": len(seqs["train"]), "valid": len(seqs["valid"]), "test": len(seqs["test"]),
         "feature_dim": items.feature_dim, "max_seq_len": seqs["test"].max_seq_len,
@@ -48,7 +49,7 @@ def statistics(args: argparse.Namespace) -> dict:
         "density": round(n_interactions / (seqs["test"].n_users * items.n_items), 6),
         "parsed_raw": processed.RAW_LOADS > raw_loads,
         "embedded": item_embeddings.ENCODE_CALLS > encode_calls,
-        "cache_dir": str(processed.cache_folder(args.cache_dir, RecDataset(args.dataset), args.split)),
+        "cache_dir": str(cache),
     }
     width = max(len(k) for k in stats)
     for key, value in stats.items():

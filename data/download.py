@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import re
 import shutil
 import socket
+import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -52,12 +54,30 @@ def missing_files(folder: Path, files: Sequence[str]) -> list[str]:
     return [name for name in files if not (Path(folder) / name).is_file()]
 
 
+def published_md5(url: str, folder: Path) -> str | None:
+    """The digest in the checksum file at `url` (GroupLens' `<archive>.md5`: 'MD5 (ml-32m.zip) = <hex>'
+    or '<hex>  ml-32m.zip'), or None, with a warning, when it cannot be fetched or holds no one digest."""
+    try:
+        text = Path(download_url(url, str(folder), log=False, filename=url.rsplit("/", 1)[-1])).read_text(errors="replace")
+    except Exception as e:  # unreachable, HTTP error: the digest in the code still applies
+        print(f"could not fetch {url} ({type(e).__name__}: {e})", file=sys.stderr)
+        return None
+    digests = {d.lower() for d in re.findall(r"\b[0-9a-fA-F]{32}\b", text)}
+    if len(digests) != 1:
+        print(f"{url} holds no single MD5 digest: {text[:80]!r}", file=sys.stderr)
+        return None
+    return digests.pop()
+
+
 def download_and_extract(url: str, filename: str, raw_dir: Path, folder_in_zip: str = "",
-                         expected_md5: str | None = None) -> list[str]:
+                         expected_md5: str | None = None, md5_url: str | None = None) -> list[str]:
     """Download `url` as `filename`, extract it and move every folder found under
     `folder_in_zip` inside the archive to `raw_dir/<folder>` (existing folders are
     left alone). Returns the folder names moved in. With `expected_md5` (the digest the source
     publishes) a download that does not match is deleted and refused before anything is extracted.
+    With `md5_url` (the source's checksum file) that file is fetched first: its digest is the
+    expected one when `expected_md5` is None, and one that differs from `expected_md5` is refused
+    (a re-released archive: the digest in the code is out of date). Unreachable: `expected_md5` alone.
 
     The archive is fetched into the system's temporary folder: a failed or refused download
     leaves nothing under `raw_dir`, not even the folder. Extraction then happens in a temporary
@@ -69,6 +89,12 @@ def download_and_extract(url: str, filename: str, raw_dir: Path, folder_in_zip: 
         previous_timeout = socket.getdefaulttimeout()
         socket.setdefaulttimeout(STALL_TIMEOUT_S)  # a network that drops packets fails instead of hanging
         try:
+            if md5_url is not None and (published := published_md5(md5_url, download_dir)) is not None:
+                if expected_md5 is not None and published != expected_md5:
+                    raise DataError(f"{md5_url} publishes {published} but the code expects {expected_md5} for {filename}: "
+                                    "the archive was re-released or the digest in the code is out of date; check the "
+                                    "source, then update the digest (data/movielens.py GROUPLENS_MD5)")
+                expected_md5 = published
             archive = download_url(url, str(download_dir), filename=filename)
         except (OSError, http.client.HTTPException) as e:  # URLError, timeouts, refused connections
             raise MissingFileError(f"downloading {filename} from {url} failed ({getattr(e, 'reason', e)})") from e
@@ -99,7 +125,8 @@ def download_and_extract(url: str, filename: str, raw_dir: Path, folder_in_zip: 
 
 
 def ensure_raw_files(folder: Path, files: Sequence[str], root: str | Path, url: str, filename: str,
-                     manual_step: str, folder_in_zip: str = "", expected_md5: str | None = None) -> Path:
+                     manual_step: str, folder_in_zip: str = "", expected_md5: str | None = None,
+                     md5_url: str | None = None) -> Path:
     """Return `folder` once it holds every one of `files`: they are looked for first, and the
     release at `url` is downloaded only when some are missing. Any failure is a MissingFileError
     (two lines): what is missing where, why it could not be fetched, then `manual_step`."""
@@ -109,7 +136,7 @@ def ensure_raw_files(folder: Path, files: Sequence[str], root: str | Path, url: 
         return folder
     where = f"{folder} lacks {', '.join(missing)} (data root {str(root)!r}, set by {ROOT_BINDING})"
     try:
-        download_and_extract(url, filename, folder.parent, folder_in_zip, expected_md5)
+        download_and_extract(url, filename, folder.parent, folder_in_zip, expected_md5, md5_url)
     except UserError as e:
         raise MissingFileError(f"{where}, and {e}.\nOffline: {manual_step}.") from e
     still_missing = missing_files(folder, files)

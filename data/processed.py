@@ -7,7 +7,8 @@ Raw files are read once per (dataset, split) and cached under
   item_embeddings_*.pt   sentence embeddings (see data/item_embeddings.py)
 Every file is written to a temporary name and renamed; `force_process` rebuilds.
 MovieLens has a single split: `split` is ignored there (its cache folder is named
-after the data set).
+after the data set). For a custom data set (data/custom.py) `split` names it: its cache folder
+is `<cache_dir>/custom/<split>/`, rebuilt whenever its input files change.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from torch.utils.data import Dataset
 
 from data.amazon import load_amazon
 from data.cache_files import REBUILD_ADVICE, load_cache_file
+from data.custom import load_custom, source_fingerprint
 from data.item_embeddings import cached_item_embeddings
 from data.item_text import TEXT_TEMPLATE
 from data.ml1m import load_ml1m
@@ -38,6 +40,7 @@ class RecDataset(str, enum.Enum):
     AMAZON = "amazon"
     ML_1M = "ml-1m"
     ML_32M = "ml-32m"
+    CUSTOM = "custom"
 
 
 def default_max_seq_len(dataset: RecDataset) -> int:
@@ -53,7 +56,7 @@ def as_dataset(dataset: RecDataset | str) -> RecDataset:
 
 
 def cache_folder(cache_dir: str | Path, dataset: RecDataset, split: str) -> Path:
-    return Path(cache_dir) / dataset.value / (split if dataset == RecDataset.AMAZON else dataset.value)
+    return Path(cache_dir) / dataset.value / (split if dataset in (RecDataset.AMAZON, RecDataset.CUSTOM) else dataset.value)
 
 
 def load_raw(root: str | Path, dataset: RecDataset, split: str) -> RawData:
@@ -61,6 +64,8 @@ def load_raw(root: str | Path, dataset: RecDataset, split: str) -> RawData:
     RAW_LOADS += 1
     if dataset == RecDataset.AMAZON:
         return load_amazon(root, split)
+    if dataset == RecDataset.CUSTOM:
+        return load_custom(root)
     return load_ml1m(root) if dataset == RecDataset.ML_1M else load_ml32m(root)
 
 
@@ -69,9 +74,10 @@ def load_processed(root: str | Path, dataset: RecDataset, split: str, cache_dir:
     """The parsed data set, from the cache when it is there, else from the raw files."""
     folder = cache_folder(cache_dir, dataset, split)
     table_path, items_path = folder / "interactions.parquet", folder / "items.pt"
+    source = source_fingerprint(root) if dataset == RecDataset.CUSTOM else None  # your files may change
     if not force_process and table_path.is_file() and items_path.is_file():
         items = load_cache_file(items_path)
-        if items.get("version") == CACHE_VERSION:
+        if items.get("version") == CACHE_VERSION and items.get("source") == source:
             # the table's SHA-256 is recorded beside it: a damaged parquet is refused, not half-read
             if "interactions_sha256" in items and file_sha256(table_path) != items["interactions_sha256"]:
                 raise CacheError(f"cache file {table_path} does not match the SHA-256 recorded in {items_path}: "
@@ -86,7 +92,7 @@ def load_processed(root: str | Path, dataset: RecDataset, split: str, cache_dir:
     atomic_write(table_path, lambda tmp: raw.interactions.write_parquet(tmp))
     atomic_torch_save({"version": CACHE_VERSION, "n_users": raw.n_users, "n_items": raw.n_items,
                        "titles": raw.titles, "texts": raw.texts, "extra_features": raw.extra_features,
-                       "interactions_sha256": file_sha256(table_path)}, items_path)
+                       "interactions_sha256": file_sha256(table_path), "source": source}, items_path)
     return raw
 
 
@@ -105,8 +111,9 @@ class ItemData(Dataset):
             raise ValueError(f"held_out_fraction={held_out_fraction}: must be in [0, 1)")
         dataset = as_dataset(dataset)
         raw = load_processed(root, dataset, split, cache_dir, force_process)
-        text_vectors = cached_item_embeddings(raw.texts, cache_folder(cache_dir, dataset, split),
-                                              encoder_model, TEXT_TEMPLATE, force=force_process)
+        text_vectors = (torch.zeros(raw.n_items, 0) if raw.texts is None  # precomputed (custom): nothing to embed
+                        else cached_item_embeddings(raw.texts, cache_folder(cache_dir, dataset, split),
+                                                    encoder_model, TEXT_TEMPLATE, force=force_process))
         features = torch.cat([text_vectors, raw.extra_features.to(text_vectors.dtype)], dim=1)  # [n_items, d]
 
         n_held_out = round(held_out_fraction * raw.n_items)

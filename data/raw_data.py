@@ -15,5 +15,6 @@ class RawData:
     n_users: int
     n_items: int
     titles: list[str]  # index = item id
-    texts: list[str]  # what the sentence encoder reads, index = item id
-    extra_features: torch.Tensor  # [n_items, n_extra] appended to the text embedding (genres); n_extra may be 0
+    texts: list[str] | None  # what the sentence encoder reads, index = item id; None: nothing to embed
+    extra_features: torch.Tensor  # [n_items, n_extra] appended to the text embedding (genres; a custom data
+    # set's own embeddings when texts is None); n_extra may be 0

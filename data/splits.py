@@ -41,8 +41,8 @@ def leave_one_out(users: np.ndarray, max_seq_len: int) -> dict[str, tuple[np.nda
 def gather_histories(items: torch.Tensor, target_rows: torch.Tensor, history_lengths: torch.Tensor,
                      max_seq_len: int) -> torch.Tensor:
     """items: [N]; target_rows, history_lengths: [M] -> [M, max_seq_len] item ids,
-    oldest first, right-padded with -1."""
-    offsets = torch.arange(max_seq_len)  # [L]
+    oldest first, right-padded with -1. On the device of `items` (the CPU, or a resident store's GPU)."""
+    offsets = torch.arange(max_seq_len, device=items.device)  # [L]
     start = (target_rows - history_lengths).unsqueeze(1)  # [M, 1]
     index = start + offsets  # [M, L]
     valid = offsets < history_lengths.unsqueeze(1)  # [M, L]

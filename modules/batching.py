@@ -9,16 +9,19 @@ Two independent pieces, both switched on from train_decoder.py's gin bindings:
   `pool_batches` batches; inside a pool examples are ordered by history length and cut into
   batches, which are then shuffled. Each batch is trimmed to its own longest history
   (`max_lengths`). Each example is still seen exactly once per epoch.
-- `ResidentExamples`: a split's histories, targets, users and the semantic-ID table stored on the
-  training device once; a batch is a gather there from an index tensor on the same device,
-  where the host path (`SeqData.history_batch` + `sem_id_batch` + `.to`) costs more than a
-  whole GPU step.
+- `ResidentExamples`: a split stored on the training device once, flat: the interaction table's
+  item ids, each example's target row, history length and user, and the semantic-ID table. A batch
+  is gathered there from an index tensor on the same device (its histories cut from the flat
+  table, as `SeqData.history_batch` does on the host), where the host path (`history_batch` +
+  `sem_id_batch` + `.to`) costs more than a whole GPU step. Memory grows with the interactions,
+  not examples x max_seq_len: MovieLens 32M's [M, L] history matrix would be about 50 GB.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
+from data.splits import gather_histories
 from modules.model import sem_id_batch
 
 
@@ -46,22 +49,29 @@ def trim_history(batch: dict[str, Tensor], length: int) -> dict[str, Tensor]:
 
 
 class ResidentExamples:
-    """A SeqData split on `device`: histories [M, L] item ids (-1 padded), user ids, targets,
-    history lengths (also kept on the CPU: trimming needs them without a device sync), and the
-    semantic-ID table [n_items, T]."""
+    """A SeqData split on `device`, flat: item ids [N] of the whole interaction table (int32), and per
+    example [M] its target's row in that table, its history length and its user (int32); history
+    lengths are also kept on the CPU (trimming needs them without a device sync). Plus the
+    semantic-ID table [n_items, T]. Nothing of size M x max_seq_len is stored."""
 
     def __init__(self, data, sem_ids: Tensor, device: torch.device) -> None:
-        self.histories = data.histories.to(device)        # [M, L]
-        self.user_ids = data.user_ids.to(device)          # [M]
-        self.targets = data.targets.to(device)            # [M]
-        self.lengths = data.history_lengths.clone()       # [M] CPU
-        self.sem_ids = sem_ids.to(device)                 # [n_items, T]
+        if len(data._items) >= 2**31:
+            raise ValueError(f"{len(data._items):,} interactions: more than int32 row numbers can address")
+        self.items = data._items.to(device, torch.int32)                # [N] item ids, grouped by user, oldest first
+        self.target_rows = data._target_rows.to(device, torch.int32)    # [M]
+        self.history_lengths = data.history_lengths.to(device, torch.int32)  # [M]
+        self.user_ids = data.user_ids.to(device, torch.int32)           # [M]
+        self.lengths = data.history_lengths.clone()                     # [M] CPU
+        self.sem_ids = sem_ids.to(device)                               # [n_items, T]
+        self.max_seq_len = data.max_seq_len
         self.device = device
 
     def __len__(self) -> int:
-        return len(self.targets)
+        return len(self.target_rows)
 
     def batch(self, index: Tensor) -> dict[str, Tensor]:
         """index [B] on `device` -> the batch `modules.retrieval.data_batch` would build, on `device`."""
-        raw = {"user_id": self.user_ids[index], "history": self.histories[index], "target": self.targets[index]}
+        rows = self.target_rows[index]  # [B]
+        history = gather_histories(self.items, rows, self.history_lengths[index], self.max_seq_len)  # [B, L]
+        raw = {"user_id": self.user_ids[index].long(), "history": history.long(), "target": self.items[rows].long()}
         return sem_id_batch(raw, self.sem_ids)

@@ -9,7 +9,7 @@ with `constrained_softmax` takes its softmax over the valid codes only (mask, th
 log-softmax), as in training: scores are then log-probabilities over the catalogue's items.
 
 The encoder runs once per user; the decoder's keys/values are cached and reordered
-with the beams. Deterministic: no sampling, dropout off.
+with the beams; the cross-attention keys/values stay one copy per user (not per beam). Deterministic: no sampling, dropout off.
 """
 from __future__ import annotations
 
@@ -21,9 +21,12 @@ from modules.semantic_id_trie import SemanticIdTrie
 
 
 def reorder_cache(cache: list[dict], index: Tensor) -> None:
-    """Keep rows `index` of every cached key/value (in place): beams follow their parents."""
+    """Keep rows `index` of every cached key/value (in place): beams follow their parents. The
+    cross-attention cache holds one row per user, shared by its beams: it never moves."""
     for layer in cache:
-        for attn in layer.values():
+        for kind, attn in layer.items():
+            if kind == "cross":
+                continue
             for name, t in attn.items():
                 attn[name] = t.index_select(0, index)
 
@@ -67,8 +70,7 @@ def constrained_beam_search(model, batch: dict[str, Tensor], trie: SemanticIdTri
             # A -inf candidate fills a slot only when fewer valid ones exist: mark it dead.
             nodes = torch.where(torch.isfinite(scores), trie.next_nodes(depth, nodes[parent], codes), -1)
             prefixes = torch.cat([prefixes[parent], codes[:, None]], dim=1)
-            reorder_cache(cache, parent)
-            padding = padding[parent]
+            reorder_cache(cache, parent)  # `padding` stays [B, S]: it masks each user's encoder output
             tokens = model.sem_id_emb.tokens(codes, torch.tensor(depth, device=device))[:, None]
             beams = keep
         # At the last depth the trie node is the item id; distinct beams are distinct IDs.

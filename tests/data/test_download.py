@@ -7,8 +7,9 @@ import pytest
 import data.download as download
 import data.movielens as movielens
 from data.ml1m import load_ml1m
+from data.ml32m import load_ml32m
 from modules.errors import MissingFileError
-from tests.fixtures import write_ml1m_raw
+from tests.fixtures import write_ml1m_raw, write_ml32m_raw
 
 
 def fake_grouplens(tmp_path, monkeypatch):
@@ -46,6 +47,78 @@ def test_mismatching_digest_deletes_the_download_and_names_the_url(tmp_path, mon
     with pytest.raises(MissingFileError, match=r"ml-1m\.zip: the download's MD5 is [0-9a-f]{32}, the published one is c4d9ee"):
         load_ml1m(tmp_path / "root")
     assert not (tmp_path / "root").exists()  # nothing extracted, not even the folder; the download removed
+
+
+def fake_grouplens_32m(tmp_path, monkeypatch, md5_file: str | None):
+    """A fake ml-32m.zip and, unless None, its ml-32m.zip.md5 ('{digest}' is filled in) served in place
+    of the network; returns the zip's MD5 and the list of fetched file names."""
+    source = write_ml32m_raw(tmp_path / "source")
+    archive = tmp_path / "served.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for name in ("ratings.csv", "movies.csv"):
+            z.write(source / "raw" / "ml-32m" / name, f"ml-32m/{name}")
+    payload = archive.read_bytes()
+    digest = hashlib.md5(payload).hexdigest()
+    fetched = []
+
+    def fake_download_url(url, folder, log=True, filename=None):
+        fetched.append(filename)
+        if url.endswith(".md5"):
+            if md5_file is None:
+                raise OSError("HTTP Error 404: Not Found")
+            body = md5_file.format(digest=digest).encode()
+        else:
+            assert url == movielens.GROUPLENS_URL.format(name="ml-32m")
+            body = payload
+        with open(f"{folder}/{filename}", "wb") as f:
+            f.write(body)
+        return f"{folder}/{filename}"
+
+    monkeypatch.setattr(download, "download_url", fake_download_url)
+    return digest, fetched
+
+
+def test_ml32m_digest_is_pinned():
+    # https://files.grouplens.org/datasets/movielens/ml-32m.zip.md5 (the 238,950,008-byte release)
+    assert movielens.GROUPLENS_MD5["ml-32m"] == "d472be332d4daa821edc399621853b57"
+
+
+@pytest.mark.parametrize("md5_file", ["MD5 (ml-32m.zip) = {digest}\n", "{digest}  ml-32m.zip\n"])
+def test_published_md5_file_is_fetched_first_and_checked(tmp_path, monkeypatch, md5_file):
+    digest, fetched = fake_grouplens_32m(tmp_path, monkeypatch, md5_file)
+    monkeypatch.setitem(movielens.GROUPLENS_MD5, "ml-32m", digest)
+    assert load_ml32m(tmp_path / "root").n_users == 25
+    assert fetched == ["ml-32m.zip.md5", "ml-32m.zip"]
+
+
+def test_published_md5_differing_from_the_code_is_refused_before_downloading(tmp_path, monkeypatch):
+    _, fetched = fake_grouplens_32m(tmp_path, monkeypatch, "MD5 (ml-32m.zip) = " + "ab" * 16)
+    with pytest.raises(MissingFileError, match=r"ml-32m\.zip\.md5 publishes (ab){16} but the code expects d472be33"):
+        load_ml32m(tmp_path / "root")
+    assert fetched == ["ml-32m.zip.md5"]
+    assert not (tmp_path / "root").exists()  # refused before anything was created
+
+
+def test_without_a_digest_in_the_code_the_published_one_is_used(tmp_path, monkeypatch):
+    fake_grouplens_32m(tmp_path, monkeypatch, "MD5 (ml-32m.zip) = " + "cd" * 16)
+    monkeypatch.setitem(movielens.GROUPLENS_MD5, "ml-32m", None)
+    with pytest.raises(MissingFileError, match=r"the download's MD5 is [0-9a-f]{32}, the published one is (cd){16}"):
+        load_ml32m(tmp_path / "root")
+    fake_grouplens_32m(tmp_path, monkeypatch, "{digest}  ml-32m.zip")  # now the published digest matches
+    assert load_ml32m(tmp_path / "root").n_users == 25
+
+
+def test_unreachable_md5_file_falls_back_to_the_digest_in_the_code(tmp_path, monkeypatch, capsys):
+    digest, _ = fake_grouplens_32m(tmp_path, monkeypatch, None)
+    monkeypatch.setitem(movielens.GROUPLENS_MD5, "ml-32m", digest)
+    assert load_ml32m(tmp_path / "root").n_users == 25
+    assert "could not fetch https://files.grouplens.org/datasets/movielens/ml-32m.zip.md5" in capsys.readouterr().err
+    # and the digest in the code is still enforced
+    (tmp_path / "again").mkdir()
+    fake_grouplens_32m(tmp_path / "again", monkeypatch, None)
+    monkeypatch.setitem(movielens.GROUPLENS_MD5, "ml-32m", "d472be332d4daa821edc399621853b57")
+    with pytest.raises(MissingFileError, match=r"the published one is d472be33"):
+        load_ml32m(tmp_path / "again" / "root")
 
 
 def test_torch_geometric_helpers_fetch_and_extract_a_local_archive(tmp_path):

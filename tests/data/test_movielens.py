@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import polars as pl
 import pytest
 import torch
@@ -73,25 +75,34 @@ def test_filter_applied_when_loading(tmp_path):
 
 
 def test_movielens_download_when_missing(tmp_path, monkeypatch):
+    import hashlib
+    import shutil
     import zipfile
 
     source = write_ml1m_raw(tmp_path / "source")
+    archive = tmp_path / "served.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for name in ("ratings.dat", "movies.dat"):
+            z.write(source / "raw" / "ml-1m" / name, f"ml-1m/{name}")
     calls = []
 
     def fake_download_url(url, folder, log=True, filename=None):
         calls.append(url)
-        with zipfile.ZipFile(f"{folder}/{filename}", "w") as z:
-            for name in ("ratings.dat", "movies.dat"):
-                z.write(source / "raw" / "ml-1m" / name, f"ml-1m/{name}")
+        if url.endswith(".md5"):  # GroupLens' checksum file, in its format, for the archive served here
+            Path(folder, filename).write_text(f"MD5 ({filename.removesuffix('.md5')}) = {hashlib.md5(archive.read_bytes()).hexdigest()}\n")
+        else:
+            shutil.copy(archive, Path(folder, filename))
         return f"{folder}/{filename}"
 
     monkeypatch.setattr(download, "download_url", fake_download_url)
-    monkeypatch.setitem(movielens.GROUPLENS_MD5, "ml-1m", None)  # a fake archive: checksums in tests/data/test_download.py
+    monkeypatch.setitem(movielens.GROUPLENS_MD5, "ml-1m", None)  # a fake archive: the published digest is the check
     raw = load_ml1m(tmp_path / "root")
-    assert calls == [GROUPLENS_URL.format(name="ml-1m")] == ["https://files.grouplens.org/datasets/movielens/ml-1m.zip"]
+    url = GROUPLENS_URL.format(name="ml-1m")
+    assert url == "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
+    assert calls == [f"{url}.md5", url]  # the checksum file first, then the archive it vouches for
     assert raw.n_users == 25
     load_ml1m(tmp_path / "root")
-    assert len(calls) == 1  # files present now: no second download
+    assert len(calls) == 2  # files present now: no second download
 
 
 def test_rated_movie_missing_from_movies_file_is_an_error(tmp_path):

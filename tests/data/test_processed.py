@@ -139,3 +139,11 @@ def test_command_line_statistics(tmp_path, fake_encoder, capsys):
     assert not again["parsed_raw"] and not again["embedded"]
     assert {k: v for k, v in again.items() if k not in ("parsed_raw", "embedded")} == \
            {k: v for k, v in stats.items() if k not in ("parsed_raw", "embedded")}
+
+
+def test_command_line_statistics_name_movielens_one_split(tmp_path, fake_encoder, capsys):
+    # MovieLens ignores --split (default "beauty"): the statistics name the split its cache uses.
+    root = write_ml1m_raw(tmp_path / "r", n_users=10, n_movies=8, seed=1)
+    main(["--dataset", "ml-1m", "--root", str(root), "--cache-dir", str(tmp_path / "c")])
+    stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert stats["split"] == "ml-1m" and stats["cache_dir"] == str(tmp_path / "c" / "ml-1m" / "ml-1m")

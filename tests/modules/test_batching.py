@@ -2,9 +2,11 @@ import pytest
 import torch
 
 from data.processed import SeqData
+from data.splits import gather_histories
 from modules.batching import ResidentExamples, length_bucketed_batches, trim_history
 from modules.model import EncoderDecoderRetrievalModel
 from modules.tokenizer import SemanticIdTokenizer
+from bench.make_movielens_standin import Size, make_standin
 from tests.fixtures import write_amazon_raw
 from modules.retrieval import data_batch
 
@@ -63,6 +65,57 @@ def test_resident_batches_equal_host_batches(toy):
     for k in host:
         assert torch.equal(host[k], device[k]), k
     assert torch.equal(resident.lengths, train.history_lengths)
+
+
+@pytest.fixture(scope="module")
+def standin(tmp_path_factory):
+    """A toy MovieLens stand-in (32M layout): 40 users of 20 to 100 ratings, histories up to 12 kept."""
+    base = tmp_path_factory.mktemp("standin")
+    root = make_standin(base / "ml", Size(users=40, movies=120, ratings=1_600, max_movie_id=300), seed=3)
+    splits = {s: SeqData(str(root), "ml-32m", "ml-32m", s, max_seq_len=12, cache_dir=str(base / "cache"))
+              for s in ("train", "valid", "test")}
+    codes = torch.randint(0, 8, (splits["train"].n_items, 3), generator=torch.Generator().manual_seed(0))
+    return splits, SemanticIdTokenizer.from_codes(codes, codebook_size=8).sem_ids
+
+
+@pytest.mark.parametrize("subset", ["train", "valid", "test"])
+def test_flat_resident_batches_equal_host_batches_at_borders_and_past_max_seq_len(standin, subset):
+    splits, sem_ids = standin
+    data = splits[subset]
+    resident = ResidentExamples(data, sem_ids, torch.device("cpu"))
+    users = data.user_ids
+    borders = torch.nonzero(torch.diff(users) != 0).flatten()  # last example of a user; +1: first of the next
+    index = torch.cat([
+        torch.tensor([0, len(data) - 1]),   # the first and last example (the table's first and last rows)
+        borders, borders + 1,
+        torch.randperm(len(data), generator=torch.Generator().manual_seed(1))[:64],
+    ])
+    assert (data.history_lengths[index] == 12).any()  # histories cut to max_seq_len are in the batch
+    if subset == "train":
+        assert (data.history_lengths[index] == 1).any()  # a user's first training example: 1 item of history
+    host = data_batch(data, index, sem_ids, torch.device("cpu"))
+    flat = resident.batch(index)
+    assert host.keys() == flat.keys()
+    for k in host:
+        assert host[k].dtype == flat[k].dtype and torch.equal(host[k], flat[k]), k
+    # the raw histories too, against the host gather (item ids, -1 padded)
+    rows = resident.target_rows[index]
+    assert torch.equal(gather_histories(resident.items, rows, resident.history_lengths[index], 12).long(),
+                       data.history_batch(index))
+
+
+def test_resident_store_grows_with_interactions_not_examples_times_max_seq_len(standin):
+    splits, sem_ids = standin
+    data = splits["train"]
+    resident = ResidentExamples(data, sem_ids, torch.device("cpu"))
+    n, m = len(data._items), len(data)
+    device_tensors = [resident.items, resident.target_rows, resident.history_lengths, resident.user_ids]
+    assert [t.numel() for t in device_tensors] == [n, m, m, m]
+    assert all(t.dtype == torch.int32 for t in device_tensors)
+    stored = sum(t.numel() * t.element_size() for t in device_tensors)
+    assert stored == 4 * (n + 3 * m)
+    assert stored < 4 * m * data.max_seq_len / 2  # an [M, L] matrix would be several times larger
+    assert not any(t.dim() > 1 and t.shape[0] == m for t in vars(resident).values() if torch.is_tensor(t))
 
 
 def test_trimmed_batch_gives_the_padded_batch_logits_loss_and_gradients(toy):
