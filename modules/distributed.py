@@ -117,6 +117,9 @@ def barrier(env: DistEnv) -> None:
 
 def cleanup(env: DistEnv) -> None:
     if env.is_distributed and dist.is_initialized():
+        # every rank arrives before any tears down: a rank that destroys the group while another still
+        # has gloo work in flight (rank 0 writing files, say) can abort the other with SIGABRT
+        dist.barrier()
         dist.destroy_process_group()
 
 
