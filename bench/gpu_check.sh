@@ -60,11 +60,12 @@ if [ "$CPU_TOY" = 1 ]; then
     # PYTHONPATH for the two interpreted steps (bench/gpu_preflight.sh puts numpy 2.3 there).
     INTERPRETER=(env ${GPU_CHECK_INTERPRETER_SITE:+PYTHONPATH="$GPU_CHECK_INTERPRETER_SITE${PYTHONPATH:+:$PYTHONPATH}"})
     # Toy sizes on top of the fast configs (and of each sweep arm: batch, lr and warmup stay the arm's).
-    # Stage 1 keeps its k-means initialisation (learning rate 0): a few steps of the fast recipe collapse
-    # every item onto one code per level (seen here: usage 1%/0%/0% after one step), which the tokenizer refuses.
+    # Stage 1 keeps its k-means initialisation (learning rate 1e-9: the bindings must be positive): a few
+    # steps of the fast recipe collapse every item onto one code per level (seen here: usage 1%/0%/0% after
+    # one step), which the tokenizer refuses.
     TOY=(--gin train.num_threads=1
          --rqvae-gin train.iterations=2 --rqvae-gin train.eval_every=2 --rqvae-gin train.checkpoint_every=2
-         --rqvae-gin train.kmeans_iters=5 --rqvae-gin train.learning_rate=0.0
+         --rqvae-gin train.kmeans_iters=5 --rqvae-gin train.learning_rate=1e-9
          --decoder-gin train.iterations=12 --decoder-gin train.eval_every=6 --decoder-gin train.d_model=16
          --decoder-gin train.n_heads=2 --decoder-gin train.d_head=8 --decoder-gin train.ff_dim=32
          --decoder-gin train.n_encoder_layers=1 --decoder-gin train.n_decoder_layers=1
