@@ -12,51 +12,20 @@ from modules.errors import MissingFileError
 from tests.fixtures import write_ml1m_raw, write_ml32m_raw
 
 
-def fake_grouplens(tmp_path, monkeypatch):
-    """A fake ml-1m.zip served in place of the network; returns its MD5."""
-    source = write_ml1m_raw(tmp_path / "source")
+GROUPLENS_FIXTURES = {"ml-1m": (write_ml1m_raw, ("ratings.dat", "movies.dat")),
+                      "ml-32m": (write_ml32m_raw, ("ratings.csv", "movies.csv"))}
+
+
+def fake_grouplens(tmp_path, monkeypatch, name: str = "ml-1m", md5_file: str | None = None):
+    """A fake <name>.zip and, unless None, its <name>.zip.md5 ('{digest}' is filled in; None: the
+    checksum file answers 404) served in place of the network; returns the zip's MD5 and the list
+    of fetched file names."""
+    write_raw, files = GROUPLENS_FIXTURES[name]
+    source = write_raw(tmp_path / "source")
     archive = tmp_path / "served.zip"
     with zipfile.ZipFile(archive, "w") as z:
-        for name in ("ratings.dat", "movies.dat"):
-            z.write(source / "raw" / "ml-1m" / name, f"ml-1m/{name}")
-    payload = archive.read_bytes()
-
-    def fake_download_url(url, folder, log=True, filename=None):
-        (tmp_path / "downloads").mkdir(exist_ok=True)
-        with open(f"{folder}/{filename}", "wb") as f:
-            f.write(payload)
-        return f"{folder}/{filename}"
-
-    monkeypatch.setattr(download, "download_url", fake_download_url)
-    return hashlib.md5(payload).hexdigest()
-
-
-def test_published_ml1m_digest_is_the_grouplens_one():
-    # GroupLens publishes https://files.grouplens.org/datasets/movielens/ml-1m.zip.md5
-    assert movielens.GROUPLENS_MD5["ml-1m"] == "c4d9eecfca2ab87c1945afe126590906"
-
-
-def test_matching_digest_extracts(tmp_path, monkeypatch):
-    digest = fake_grouplens(tmp_path, monkeypatch)
-    monkeypatch.setitem(movielens.GROUPLENS_MD5, "ml-1m", digest)
-    assert load_ml1m(tmp_path / "root").n_users == 25
-
-
-def test_mismatching_digest_deletes_the_download_and_names_the_url(tmp_path, monkeypatch):
-    fake_grouplens(tmp_path, monkeypatch)  # served bytes differ from the real archive's published MD5
-    with pytest.raises(MissingFileError, match=r"ml-1m\.zip: the download's MD5 is [0-9a-f]{32}, the published one is c4d9ee"):
-        load_ml1m(tmp_path / "root")
-    assert not (tmp_path / "root").exists()  # nothing extracted, not even the folder; the download removed
-
-
-def fake_grouplens_32m(tmp_path, monkeypatch, md5_file: str | None):
-    """A fake ml-32m.zip and, unless None, its ml-32m.zip.md5 ('{digest}' is filled in) served in place
-    of the network; returns the zip's MD5 and the list of fetched file names."""
-    source = write_ml32m_raw(tmp_path / "source")
-    archive = tmp_path / "served.zip"
-    with zipfile.ZipFile(archive, "w") as z:
-        for name in ("ratings.csv", "movies.csv"):
-            z.write(source / "raw" / "ml-32m" / name, f"ml-32m/{name}")
+        for file in files:
+            z.write(source / "raw" / name / file, f"{name}/{file}")
     payload = archive.read_bytes()
     digest = hashlib.md5(payload).hexdigest()
     fetched = []
@@ -68,7 +37,7 @@ def fake_grouplens_32m(tmp_path, monkeypatch, md5_file: str | None):
                 raise OSError("HTTP Error 404: Not Found")
             body = md5_file.format(digest=digest).encode()
         else:
-            assert url == movielens.GROUPLENS_URL.format(name="ml-32m")
+            assert url == movielens.GROUPLENS_URL.format(name=name)
             body = payload
         with open(f"{folder}/{filename}", "wb") as f:
             f.write(body)
@@ -78,6 +47,24 @@ def fake_grouplens_32m(tmp_path, monkeypatch, md5_file: str | None):
     return digest, fetched
 
 
+def test_published_ml1m_digest_is_the_grouplens_one():
+    # GroupLens publishes https://files.grouplens.org/datasets/movielens/ml-1m.zip.md5
+    assert movielens.GROUPLENS_MD5["ml-1m"] == "c4d9eecfca2ab87c1945afe126590906"
+
+
+def test_matching_digest_extracts(tmp_path, monkeypatch):
+    digest, _ = fake_grouplens(tmp_path, monkeypatch)
+    monkeypatch.setitem(movielens.GROUPLENS_MD5, "ml-1m", digest)
+    assert load_ml1m(tmp_path / "root").n_users == 25
+
+
+def test_mismatching_digest_deletes_the_download_and_names_the_url(tmp_path, monkeypatch):
+    fake_grouplens(tmp_path, monkeypatch)  # served bytes differ from the real archive's published MD5
+    with pytest.raises(MissingFileError, match=r"ml-1m\.zip: the download's MD5 is [0-9a-f]{32}, the published one is c4d9ee"):
+        load_ml1m(tmp_path / "root")
+    assert not (tmp_path / "root").exists()  # nothing extracted, not even the folder; the download removed
+
+
 def test_ml32m_digest_is_pinned():
     # https://files.grouplens.org/datasets/movielens/ml-32m.zip.md5 (the 238,950,008-byte release)
     assert movielens.GROUPLENS_MD5["ml-32m"] == "d472be332d4daa821edc399621853b57"
@@ -85,14 +72,14 @@ def test_ml32m_digest_is_pinned():
 
 @pytest.mark.parametrize("md5_file", ["MD5 (ml-32m.zip) = {digest}\n", "{digest}  ml-32m.zip\n"])
 def test_published_md5_file_is_fetched_first_and_checked(tmp_path, monkeypatch, md5_file):
-    digest, fetched = fake_grouplens_32m(tmp_path, monkeypatch, md5_file)
+    digest, fetched = fake_grouplens(tmp_path, monkeypatch, "ml-32m", md5_file)
     monkeypatch.setitem(movielens.GROUPLENS_MD5, "ml-32m", digest)
     assert load_ml32m(tmp_path / "root").n_users == 25
     assert fetched == ["ml-32m.zip.md5", "ml-32m.zip"]
 
 
 def test_published_md5_differing_from_the_code_is_refused_before_downloading(tmp_path, monkeypatch):
-    _, fetched = fake_grouplens_32m(tmp_path, monkeypatch, "MD5 (ml-32m.zip) = " + "ab" * 16)
+    _, fetched = fake_grouplens(tmp_path, monkeypatch, "ml-32m", "MD5 (ml-32m.zip) = " + "ab" * 16)
     with pytest.raises(MissingFileError, match=r"ml-32m\.zip\.md5 publishes (ab){16} but the code expects d472be33"):
         load_ml32m(tmp_path / "root")
     assert fetched == ["ml-32m.zip.md5"]
@@ -100,22 +87,22 @@ def test_published_md5_differing_from_the_code_is_refused_before_downloading(tmp
 
 
 def test_without_a_digest_in_the_code_the_published_one_is_used(tmp_path, monkeypatch):
-    fake_grouplens_32m(tmp_path, monkeypatch, "MD5 (ml-32m.zip) = " + "cd" * 16)
+    fake_grouplens(tmp_path, monkeypatch, "ml-32m", "MD5 (ml-32m.zip) = " + "cd" * 16)
     monkeypatch.setitem(movielens.GROUPLENS_MD5, "ml-32m", None)
     with pytest.raises(MissingFileError, match=r"the download's MD5 is [0-9a-f]{32}, the published one is (cd){16}"):
         load_ml32m(tmp_path / "root")
-    fake_grouplens_32m(tmp_path, monkeypatch, "{digest}  ml-32m.zip")  # now the published digest matches
+    fake_grouplens(tmp_path, monkeypatch, "ml-32m", "{digest}  ml-32m.zip")  # now the published digest matches
     assert load_ml32m(tmp_path / "root").n_users == 25
 
 
 def test_unreachable_md5_file_falls_back_to_the_digest_in_the_code(tmp_path, monkeypatch, capsys):
-    digest, _ = fake_grouplens_32m(tmp_path, monkeypatch, None)
+    digest, _ = fake_grouplens(tmp_path, monkeypatch, "ml-32m", None)
     monkeypatch.setitem(movielens.GROUPLENS_MD5, "ml-32m", digest)
     assert load_ml32m(tmp_path / "root").n_users == 25
     assert "could not fetch https://files.grouplens.org/datasets/movielens/ml-32m.zip.md5" in capsys.readouterr().err
     # and the digest in the code is still enforced
     (tmp_path / "again").mkdir()
-    fake_grouplens_32m(tmp_path / "again", monkeypatch, None)
+    fake_grouplens(tmp_path / "again", monkeypatch, "ml-32m", None)
     monkeypatch.setitem(movielens.GROUPLENS_MD5, "ml-32m", "d472be332d4daa821edc399621853b57")
     with pytest.raises(MissingFileError, match=r"the published one is d472be33"):
         load_ml32m(tmp_path / "again" / "root")
