@@ -32,10 +32,8 @@ from modules.errors import ConfigError, MissingFileError, exit_on_user_error
 from modules.gin_cli import binding_source, check_choice, check_positive, entry_point_parser, parse_gin_args
 from modules.model import EncoderDecoderRetrievalModel
 from modules import precision
-from modules.popularity import most_popular
-from modules.retrieval import METRIC_KS, recommend, retrieval_metrics
+from modules.retrieval import METRIC_KS, baseline_topk, recommend, retrieval_metrics
 from modules.run_folder import load_tokenizer, run_dir
-from modules.transition import transition_topk
 
 REPORTED = ("recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10")
 # The decoder bindings evaluate.py reads (listed by --help).
@@ -172,25 +170,23 @@ def evaluate(argv: list[str]) -> dict:
     model_metrics = retrieval_metrics(ranked, data.targets)
     # The floors, counted on the training split only: popularity and the transition baseline.
     train_data = SeqData(*data_args, "train", cfg["max_seq_len"], cfg["cache_dir"])
-    popular = most_popular(train_data.targets, tokenizer.n_items, top_k)
-    pop_metrics = retrieval_metrics(popular.expand(len(data), -1), data.targets)
-    transition = transition_topk(train_data.last_items, train_data.targets, data.last_items, tokenizer.n_items, top_k)
-    transition_metrics = retrieval_metrics(transition, data.targets)
+    floors = baseline_topk(train_data, data, top_k)  # {"popularity": [M, top_k], "transition": [M, top_k]}
+    floor_metrics = {name: retrieval_metrics(ranked_by, data.targets) for name, ranked_by in floors.items()}
     coverage = lambda items: len(torch.unique(items[items >= 0])) / tokenizer.n_items
 
     result.update({
         "users": len(data),
         "tiger": {**{k: model_metrics[k] for k in REPORTED}, "invalid_id_share": invalid_share,
                   f"coverage@{top_k}": coverage(ranked)},
-        "popularity": {**{k: pop_metrics[k] for k in REPORTED}, f"coverage@{top_k}": coverage(popular)},
-        "transition": {**{k: transition_metrics[k] for k in REPORTED}, f"coverage@{top_k}": coverage(transition)},
+        **{name: {**{k: floor_metrics[name][k] for k in REPORTED}, f"coverage@{top_k}": coverage(floors[name])}
+           for name in floors},
         "eval_seconds": round(seconds, 1),
     })
     print(f"{opts.split} split, {len(data):,} users, beam {beam_width}, {seconds:.1f}s", file=sys.stderr)
     print(f"{'metric':<16}{'TIGER':>10}{'popularity':>12}{'transition':>12}", file=sys.stderr)
     for k in result["tiger"]:
-        floors = "".join(f"{result[b][k]:>12.4f}" if k in result[b] else " " * 12 for b in ("popularity", "transition"))
-        print(f"{k:<16}{result['tiger'][k]:>10.4f}{floors}", file=sys.stderr)
+        cells = "".join(f"{result[b][k]:>12.4f}" if k in result[b] else " " * 12 for b in ("popularity", "transition"))
+        print(f"{k:<16}{result['tiger'][k]:>10.4f}{cells}", file=sys.stderr)
 
     record = lambda row: user_record(row, ranked[row].tolist(), found["scores"][row].tolist())
     if opts.write_topk:

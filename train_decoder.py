@@ -40,11 +40,9 @@ from modules.lr_schedule import ramp_then_inverse_sqrt
 from modules.model import EncoderDecoderRetrievalModel
 import modules.precision
 from modules.optimizer import OPTIMIZERS, build_optimizer
-from modules.popularity import most_popular
 from modules.progress import tqdm  # tqdm that says at the start when the run is estimated to take long
-from modules.retrieval import METRIC_KS, data_batch, recommend, retrieval_metrics
+from modules.retrieval import METRIC_KS, baseline_topk, data_batch, recommend, retrieval_metrics
 from modules.run_folder import load_tokenizer, run_dir
-from modules.transition import transition_topk
 
 LOG_EVERY = 100  # steps between reads of the training loss (each read waits for the GPU)
 # Bindings that may change between a run and its resumption (extend a run, evaluation and logging;
@@ -153,12 +151,9 @@ def train(
     # The floors every validation number is read against, on the same validation users: popularity,
     # the transition baseline (modules/transition.py) and the per-level NLL of a history-blind prior.
     valid_targets = valid_data.targets[valid_index]
-    baselines = {
-        "popularity": retrieval_metrics(most_popular(train_data.targets, train_data.n_items, max(METRIC_KS)).expand(len(valid_index), -1), valid_targets),
-        "transition": retrieval_metrics(transition_topk(train_data.last_items, train_data.targets, valid_data.last_items[valid_index],
-                                                        train_data.n_items, max(METRIC_KS)), valid_targets),
-        "prior_nll": prior_nll(sem_ids, train_data.targets, valid_targets).tolist(),
-    }
+    baselines = {name: retrieval_metrics(ranked, valid_targets)
+                 for name, ranked in baseline_topk(train_data, valid_data, max(METRIC_KS), valid_index).items()}
+    baselines["prior_nll"] = prior_nll(sem_ids, train_data.targets, valid_targets).tolist()
     if env.is_main:
         for name in ("popularity", "transition"):
             print(f"valid {name}: " + " ".join(f"{k} {v:.4f}" for k, v in baselines[name].items()), file=sys.stderr)

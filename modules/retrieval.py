@@ -14,7 +14,9 @@ from modules.beam_search import constrained_beam_search
 from modules.distributed import DistEnv, all_reduce_sum
 from modules.metrics import TopKMetrics
 from modules.model import EncoderDecoderRetrievalModel, sem_id_batch
+from modules.popularity import most_popular
 from modules.semantic_id_trie import SemanticIdTrie
+from modules.transition import transition_topk
 
 METRIC_KS = (1, 5, 10)
 
@@ -45,6 +47,16 @@ def recommend(model: EncoderDecoderRetrievalModel, data: SeqData, sem_ids: torch
             out[k].append(found[k].cpu())
     unsort = torch.argsort(order)
     return {k: torch.cat(v)[unsort] for k, v in out.items()}
+
+
+def baseline_topk(train: SeqData, data: SeqData, k: int, index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The floors' top-k item ids [M, k] for examples `index` (default: all) of `data`, counted on the
+    training split only: popularity (the most frequent training targets) and transition (for each
+    history's last item, the items that most often followed it; modules/transition.py)."""
+    last = data.last_items if index is None else data.last_items[index]  # [M]
+    popular = most_popular(train.targets, train.n_items, k)  # [k]
+    return {"popularity": popular.expand(len(last), -1),
+            "transition": transition_topk(train.last_items, train.targets, last, train.n_items, k)}
 
 
 def retrieval_metrics(ranked_items: torch.Tensor, targets: torch.Tensor, env: DistEnv | None = None) -> dict[str, float]:
