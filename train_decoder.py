@@ -17,6 +17,7 @@ rank 0 logs and writes every file.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -27,7 +28,7 @@ import torch.distributed
 
 from data.processed import SeqData
 from modules.atomic_io import atomic_write_text
-from modules.batching import ResidentExamples, length_bucketed_batches, trim_history
+from modules.batching import ResidentExamples, length_bucketed_batches, micro_batches, trim_history
 from modules.checkpointing import CheckpointError, check_resume_config, file_sha256, gin_bindings, load_checkpoint, save_checkpoint
 from modules.distributed import (all_reduce_sum, barrier, init_distributed, rank_rng_states,
                                  restore_rank_rng_states, shard, wrap_ddp)
@@ -49,7 +50,8 @@ LOG_EVERY = 100  # steps between reads of the training loss (each read waits for
 # validation metrics before and after a change of evaluation settings are compared as they are for best.pt).
 RESUMABLE_CHANGES = ("iterations", "resume", "force_resume", "eval_every", "eval_beam_width", "eval_batch_size",
                      "valid_max_users", "device", "num_threads", "use_wandb", "wandb_project",
-                     "resident_data", "compile_model", "eval_sort_by_length")  # the last three: same batches, same results
+                     "resident_data", "compile_model", "eval_sort_by_length",  # same batches, same results
+                     "micro_batch_size")  # same gradients up to float rounding (dropout draws other masks)
 
 
 @gin.configurable
@@ -63,6 +65,7 @@ def train(
     max_seq_len: int | None = None,       # None: 20 for Amazon, 200 for MovieLens (data/processed.py)
     iterations: int = 200_000,
     batch_size: int = 256,
+    micro_batch_size: int | None = None,  # gradient accumulation: per-process pieces of at most this many examples
     optimizer: str = "adamw",             # "adamw" | "adafactor" (its lr is a relative step: modules/optimizer.py)
     learning_rate: float = 0.01,
     weight_decay: float = 0.01,           # on linear maps only, never on embeddings, norms, biases
@@ -96,7 +99,7 @@ def train(
     use_wandb: bool = False,
     wandb_project: str = "tiger-decoder",
 ) -> dict:
-    check_positive(iterations=iterations, batch_size=batch_size, learning_rate=learning_rate, grad_clip=grad_clip,
+    check_positive(iterations=iterations, batch_size=batch_size, micro_batch_size=micro_batch_size, learning_rate=learning_rate, grad_clip=grad_clip,
                    n_user_buckets=n_user_buckets, d_model=d_model, n_heads=n_heads, d_head=d_head, ff_dim=ff_dim,
                    n_encoder_layers=n_encoder_layers, n_decoder_layers=n_decoder_layers, eval_every=eval_every,
                    eval_batch_size=eval_batch_size, max_seq_len=max_seq_len, valid_max_users=valid_max_users,
@@ -222,12 +225,19 @@ def train(
         if max_lengths is not None:
             batch = trim_history(batch, max_lengths[offset])  # the global batch's longest history (CPU, no sync)
         model.train()
-        with autocast:
-            logits = forward(batch["user_ids"], batch["history"], batch["target"])
-        valid = trie.path_masks(batch["target"]) if constrained_softmax else None  # [B, T, K]
-        loss = model.loss(logits, batch["target"], valid)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = torch.zeros((), device=dev)  # this rank's batch mean, accumulated over its micro-batches
+        micros = micro_batches(batch, micro_batch_size)
+        for i, micro in enumerate(micros):
+            # DDP averages gradients over ranks once, in the last micro-batch's backward
+            with (ddp_model.no_sync() if env.is_distributed and i < len(micros) - 1 else contextlib.nullcontext()):
+                with autocast:
+                    logits = forward(micro["user_ids"], micro["history"], micro["target"])
+                valid = trie.path_masks(micro["target"]) if constrained_softmax else None  # [b, T, K]
+                # the batch's mean loss is the size-weighted sum of its micro-batches' means
+                micro_loss = model.loss(logits, micro["target"], valid) * (len(micro["target"]) / len(index))
+                micro_loss.backward()
+            loss += micro_loss.detach()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         opt.step()
         scheduler.step()
@@ -299,7 +309,7 @@ def train(
               "last_checkpoint": str(last_path), "steps": step, "train_seconds": round(time.time() - start_time, 1),
               "eval_seconds": round(eval_seconds, 1),  # validation and checkpoints, inside train_seconds
               "steps_per_second": round((step - start_step) / max(time.time() - start_time - eval_seconds, 1e-9), 2),
-              "batch_size": batch_size,
+              "batch_size": batch_size, "micro_batch_size": micro_batch_size or batch_size // env.world_size,
               "valid_history": history}
     return result
 

@@ -1,6 +1,6 @@
 """Training batches for stage 2 without padding work and without the host in the loop.
 
-Two independent pieces, both switched on from train_decoder.py's gin bindings:
+Three independent pieces, each switched on from train_decoder.py's gin bindings:
 
 - `length_bucketed_batches`: Beauty's training histories average 6.7 of the 20 allowed items, so
   two thirds of the encoder's tokens are padding (bench/results/profile_cpu.md), and every random
@@ -15,6 +15,10 @@ Two independent pieces, both switched on from train_decoder.py's gin bindings:
   table, as `SeqData.history_batch` does on the host), where the host path (`history_batch` +
   `sem_id_batch` + `.to`) costs more than a whole GPU step. Memory grows with the interactions,
   not examples x max_seq_len: MovieLens 32M's [M, L] history matrix would be about 50 GB.
+- `micro_batches`: gradient accumulation. A batch's activations grow with batch x history length;
+  MovieLens' 801-token encoder inputs keep about 256 MiB per example on the CPU (attention with
+  dropout takes PyTorch's math path there), so the paper's batch of 256 does not fit in 24 GiB
+  at once, but does as 8 micro-batches of 32 whose gradients add up to the batch's.
 """
 from __future__ import annotations
 
@@ -46,6 +50,15 @@ def trim_history(batch: dict[str, Tensor], length: int) -> dict[str, Tensor]:
     of the batch): history [B, L, T] -> [B, length, T]. The encoder sees the same real tokens at
     the same positions; padded ones are masked as keys and never read."""
     return {**batch, "history": batch["history"][:, :max(int(length), 1)]}
+
+
+def micro_batches(batch: dict[str, Tensor], size: int | None) -> list[dict[str, Tensor]]:
+    """A batch of B examples cut along dim 0 into ceil(B / size) micro-batches of at most `size`
+    (None: [batch]). The loss of the batch is the size-weighted sum of their mean losses."""
+    if size is None or size >= len(batch["target"]):
+        return [batch]
+    pieces = {k: v.split(size) for k, v in batch.items()}
+    return [{k: v[i] for k, v in pieces.items()} for i in range(len(pieces["target"]))]
 
 
 class ResidentExamples:

@@ -70,7 +70,8 @@ def test_decoder_two_processes_match_one(tmp_path, capsys):
     SemanticIdTokenizer.from_codes(codes, codebook_size=8).save(tmp_path / "rqvae" / "amazon-beauty" / "semantic_ids.pt")
     extra = ["--gin", "train.dropout=0.0", "--gin", "train.eval_every=5"]  # no per-rank noise
     one = train_decoder.main(tiny_run_args(tmp_path, 10, extra))
-    two_dir = ["--gin", f'train.save_dir="{tmp_path / "two"}"']
+    # each rank's 8 examples in micro-batches of 3, 3 and 2: gradients synchronised once per step
+    two_dir = ["--gin", f'train.save_dir="{tmp_path / "two"}"', "--gin", "train.micro_batch_size=3"]
     done = torchrun("train_decoder.py", tiny_run_args(tmp_path, 10, extra + two_dir))
     lines = [l for l in done.stdout.splitlines() if l.startswith("{")]
     assert len(lines) == 1

@@ -59,6 +59,16 @@ def test_bucketed_batches_are_trimmed_and_resume_exactly(stage1, monkeypatch):
         torch.testing.assert_close(resumed[k], straight[k], rtol=0, atol=0)
 
 
+def test_micro_batches_train_like_the_whole_batch(stage1):
+    # No dropout (micro-batches draw other dropout masks); 16 examples in pieces of 6, 6 and 4.
+    whole_result, whole = train_run(stage1, "whole", 20, "train.dropout=0.0")
+    micro_result, micro = train_run(stage1, "micro", 20, "train.dropout=0.0", "train.micro_batch_size=6")
+    for k in whole:
+        torch.testing.assert_close(micro[k], whole[k], rtol=1e-4, atol=1e-5)
+    for a, b in zip(without_wall_time(micro_result["valid_history"]), without_wall_time(whole_result["valid_history"])):
+        assert a == pytest.approx(b, abs=1e-5)
+
+
 @pytest.mark.skipif(not os.environ.get("TIGER_SLOW_TESTS"), reason="compiling on the CPU takes ~80 s: TIGER_SLOW_TESTS=1")
 def test_compiled_forward_trains_like_eager(stage1):
     _, eager = train_run(stage1, "eager", 6, "train.dropout=0.0", "train.eval_every=6")
