@@ -13,10 +13,11 @@ CPU time is what the step costs) and peak resident memory. A step that finished 
   data again the same, served from the caches (what each training start pays)
   rqvae      python train_rqvae.py configs/rqvae_ml32m.gin + dataset_folder, iterations, num_threads
   decoder    python train_decoder.py configs/decoder_ml32m.gin + dataset_folder, iterations,
-             valid_max_users, num_threads (and batch_size where the paper's 256 does not fit: --decoder-batch)
-  steps      this module's `--time-steps`: seconds per training step of both models on real batches
-             of the cached stand-in, and FLOPs per step (torch.utils.flop_counter), from which the
-             paper's 400k decoder steps on one H100 are extrapolated at an assumed achievable rate.
+             valid_max_users, num_threads: the paper's batch of 256, in the config's micro-batches
+  steps      this module's `--time-steps`: seconds per RQ-VAE step, and the decoder's FLOPs and
+             activation memory per example (torch.utils.flop_counter, saved-tensor hooks), from which
+             the paper's 400k decoder steps on one H100 are extrapolated at an assumed achievable rate.
+             The decoder's seconds per step are the `decoder` run's own (its training loop).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -70,11 +72,11 @@ def run_child(name: str, argv: list[str], cwd: Path, log: Path) -> dict:
     return row
 
 
-def time_steps(work: Path, decoder_batch: int, steps: int) -> dict:
+def time_steps(work: Path) -> dict:
     """Seconds and FLOPs per training step of stage 1 (configs/rqvae_ml32m.gin's model, batch 1024 of
-    the cached item features) and stage 2 (configs/decoder_ml32m.gin's model, `decoder_batch` real
-    examples gathered by ResidentExamples, as train_decoder.py does). FLOPs are counted at a small
-    batch and scaled: every op of both models is per example."""
+    the cached item features); FLOPs and activation memory per example of stage 2 (configs/decoder_ml32m.gin's
+    model on real examples gathered by ResidentExamples, as train_decoder.py does), counted at a small
+    batch: every op of the decoder is per example."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -153,8 +155,7 @@ def time_steps(work: Path, decoder_batch: int, steps: int) -> dict:
         b = resident.batch(torch.randint(len(resident), (batch,)))
         no_dropout.loss(no_dropout(b["user_ids"], b["history"], b["target"]), b["target"]).backward()
 
-    out["decoder"] = {"batch": decoder_batch, "cpu_s_per_step": timed(lambda: decoder_step(decoder_batch), steps),
-                      "flops_per_example": flops_8 / 8, "flops_per_paper_step": flops_8 / 8 * PAPER_BATCH,
+    out["decoder"] = {"flops_per_example": flops_8 / 8, "flops_per_paper_step": flops_8 / 8 * PAPER_BATCH,
                       "saved_bytes_per_example": saved_for_backward(lambda: decoder_step(8)) / 8,
                       "saved_bytes_per_example_fused": saved_for_backward(forward_no_dropout) / 8,
                       "train_examples": len(data), "interactions": len(data._items)}
@@ -184,7 +185,7 @@ def report(rows: list[dict], steps: dict, args, load: tuple[str, str]) -> str:
     lines = [
         "# MovieLens 32M at real size: every stage on 2 CPU cores / 24 GiB",
         "",
-        f"    python -m bench.movielens_32m --work {args.work} --decoder-batch {args.decoder_batch}",
+        f"    python -m bench.movielens_32m --work {args.work}",
         "",
         f"Machine: {cpu_name()}, {os.cpu_count()} CPU cores, "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, no GPU; "
@@ -207,20 +208,21 @@ def report(rows: list[dict], steps: dict, args, load: tuple[str, str]) -> str:
         "data again": "everything from the checksummed caches",
         "rqvae": "",
         "decoder": "",
-        "steps": "this module's step timing and FLOP/memory counts (below); loads the caches",
+        "steps": "this module's RQ-VAE step timing and the decoder's FLOP/memory counts (below); loads the caches",
     }
     if "rqvae" in by:
         r = by["rqvae"]["result"]
         notes["rqvae"] = (f"{r['step']} steps of batch 1024 + k-means init + eval + semantic IDs of all items; "
                           f"collisions {r['collision_share']:.1%}, IDs unique: max collision token {r['max_collision_token']}")
-    if "decoder" in by:
-        r = by["decoder"]["result"]
-        metrics = r["best_valid"]
-        notes["decoder"] = (f"{r['steps']} steps of batch {args.decoder_batch} then validation (beam 10) on "
-                            f"{args.valid_users} users: training loop {r['train_seconds'] - r['eval_seconds']:.0f} s "
-                            f"({args.decoder_steps / (r['train_seconds'] - r['eval_seconds']):.3f} steps/s), validation + checkpoints "
-                            f"{r['eval_seconds']:.0f} s; "
-                            f"valid recall@10 {metrics['recall@10']:.4f} (untrained)")
+    r = by["decoder"]["result"]
+    decoder_s = (r["train_seconds"] - r["eval_seconds"]) / r["steps"]  # the real run's seconds per step (1 thread)
+    metrics = r["best_valid"]
+    notes["decoder"] = (f"{r['steps']} steps of batch {r['batch_size']} ({r['batch_size'] // r['micro_batch_size']} "
+                        f"micro-batches of {r['micro_batch_size']}) then validation (beam 10) on "
+                        f"{args.valid_users} users: training loop {decoder_s * r['steps']:.0f} s "
+                        f"({1 / decoder_s:.4f} steps/s), validation + checkpoints "
+                        f"{r['eval_seconds']:.0f} s; "
+                        f"valid recall@10 {metrics['recall@10']:.4f} (untrained)")
     for row in rows:
         lines.append(f"| {row['name']} | {minutes(row['wall_s'])} | {minutes(row['cpu_s'])} | {gib(row['peak_rss_gib'])} | "
                      f"{notes.get(row['name'], '')} |")
@@ -237,16 +239,16 @@ def report(rows: list[dict], steps: dict, args, load: tuple[str, str]) -> str:
         "| --- | ---: | ---: | ---: | ---: |",
         f"| RQ-VAE (rqvae_ml32m.gin) | 1024 | {rq['cpu_s_per_step']:.2f} | {1 / rq['cpu_s_per_step']:.2f} | "
         f"{rq['flops_per_step'] / 1e9:.1f} G |",
-        f"| decoder (decoder_ml32m.gin) | {dec['batch']} | {dec['cpu_s_per_step']:.1f} | {1 / dec['cpu_s_per_step']:.3f} | "
-        f"{dec['flops_per_example'] * dec['batch'] / 1e12:.2f} T |",
-        f"| decoder, the paper's batch | 256 | {dec['cpu_s_per_step'] * 256 / dec['batch']:.0f} (scaled) | "
-        f"{dec['batch'] / 256 / dec['cpu_s_per_step']:.4f} (scaled) | {dec['flops_per_paper_step'] / 1e12:.2f} T |",
+        f"| decoder (decoder_ml32m.gin, the `decoder` run) | {r['batch_size']} in {r['micro_batch_size']}s | "
+        f"{decoder_s:.0f} (wall) | {1 / decoder_s:.4f} | {dec['flops_per_example'] * r['batch_size'] / 1e12:.2f} T |",
         "",
         f"Activation memory of a decoder training step (tensors kept for the backward pass, counted with "
         f"autograd's saved-tensor hooks): **{dec['saved_bytes_per_example'] / 2**20:.0f} MiB per example** on the CPU, "
-        f"i.e. {dec['saved_bytes_per_example'] * PAPER_BATCH / 2**30:.0f} GiB at the paper's batch of 256. On the CPU, "
+        f"i.e. {dec['saved_bytes_per_example'] * PAPER_BATCH / 2**30:.0f} GiB at the paper's batch of 256 at once. On the CPU, "
         "PyTorch's attention with dropout (p = 0.1) takes the math path, which keeps each layer's [B, 6, 801, 801] "
-        "attention weights and dropout mask; this is why the decoder step ran at a smaller batch here. Without dropout "
+        "attention weights and dropout mask; this is why decoder_ml32m.gin binds `train.micro_batch_size = 32`: "
+        f"the batch's gradient accumulated over {r['batch_size'] // r['micro_batch_size']} micro-batches, "
+        f"{dec['saved_bytes_per_example'] * r['micro_batch_size'] / 2**30:.0f} GiB of activations each. Without dropout "
         "the CPU takes the fused attention kernel, which keeps no 801 x 801 matrix: "
         f"{dec['saved_bytes_per_example_fused'] / 2**20:.0f} MiB per example, "
         f"{dec['saved_bytes_per_example_fused'] * PAPER_BATCH / 2**30:.0f} GiB at 256 (fp32). A GPU's memory-efficient "
@@ -258,7 +260,7 @@ def report(rows: list[dict], steps: dict, args, load: tuple[str, str]) -> str:
         f"{paper_flops / 1e18:.2f} EFLOP: on one H100 at an assumed **{H100_ACHIEVABLE_TFLOPS:.0f} TFLOP/s achievable** "
         f"(bf16; about 1/8 of the ~800 TFLOP/s a large bf16 matmul reaches there) that is **{hours:.1f} h** "
         f"({hours / 2:.1f} h at 200, {hours * 2:.1f} h at 50 TFLOP/s). On this CPU (one thread) the same run would take "
-        f"{dec['cpu_s_per_step'] * 256 / dec['batch'] * PAPER_DECODER_STEPS / 86400 / 365:.1f} years.",
+        f"{decoder_s * PAPER_DECODER_STEPS / 86400 / 365:.1f} years.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -269,13 +271,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="write the markdown report here (default: print it)")
     parser.add_argument("--rqvae-steps", type=int, default=300)
     parser.add_argument("--decoder-steps", type=int, default=3)
-    parser.add_argument("--decoder-batch", type=int, default=256, help="train.batch_size (the paper's: 256)")
     parser.add_argument("--valid-users", type=int, default=300)
     parser.add_argument("--time-steps", action="store_true", help=argparse.SUPPRESS)  # the child of the `steps` step
     args = parser.parse_args(argv)
     work = args.work.resolve()
     if args.time_steps:
-        print(json.dumps(time_steps(work, args.decoder_batch, steps=2)))
+        print(json.dumps(time_steps(work)))
         return
     work.mkdir(parents=True, exist_ok=True)
     (work / "logs").mkdir(exist_ok=True)
@@ -293,11 +294,11 @@ def main(argv: list[str] | None = None) -> None:
                    *gin(data_folder, f"train.iterations={args.rqvae_steps}", "train.num_threads=1")])
     decoder_caps = [data_folder, f"train.iterations={args.decoder_steps}", f"train.valid_max_users={args.valid_users}",
                     "train.num_threads=1"]
-    if args.decoder_batch != PAPER_BATCH:
-        decoder_caps.append(f"train.batch_size={args.decoder_batch}")
+    if not (work / "logs" / "decoder.json").is_file():  # a fresh run, not a resume of an earlier benchmark's
+        shutil.rmtree(work / "out" / "decoder", ignore_errors=True)
     step("decoder", [py, str(REPO / "train_decoder.py"), str(REPO / "configs" / "decoder_ml32m.gin"), *gin(*decoder_caps)])
-    timing = run_child("steps", [py, "-m", "bench.movielens_32m", "--work", str(work), "--time-steps",
-                                 "--decoder-batch", str(args.decoder_batch)], work, work / "logs" / "steps.log")
+    timing = run_child("steps", [py, "-m", "bench.movielens_32m", "--work", str(work), "--time-steps"],
+                       work, work / "logs" / "steps.log")
     rows.append({**timing, "command": "python -m bench.movielens_32m --time-steps (step timing, FLOP counts)"})
     text = report(rows, timing["result"], args, (load_start, f"{os.getloadavg()[0]:.1f}"))
     (work / "rows.json").write_text(json.dumps(rows, indent=1))
