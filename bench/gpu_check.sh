@@ -13,8 +13,11 @@
 # MODE=check, 8 files: summary.md, ops_tests.log, ops_bench.{md,log,json}, time_to_quality.{md,json,log}
 # 1. the ops tests on CUDA (compiled Triton kernel vs the PyTorch reference, plus TestCuda),
 # 2. python -m ops.bench (fused vs eager vs torch.compile, B in {4k, 64k, 1M}, fp32 and bf16),
-# 3. python -m bench.time_to_quality on Beauty with configs/*_fast.gin (one seed; TTQ_SEEDS for more).
-# SKIP_OPS=1 runs step 3 alone.
+# 3. python -m bench.decoder_step configs/decoder_ml32m.gin: MovieLens-32M's training step (batch 256 of
+#    801-token inputs, whole and in the config's micro-batches): s/step, TFLOP/s, peak memory; its table
+#    goes into summary.md (no file of its own: the 8 are taken),
+# 4. python -m bench.time_to_quality on Beauty with configs/*_fast.gin (one seed; TTQ_SEEDS for more).
+# SKIP_OPS=1 runs step 4 alone.
 # MODE=sweep, 4 files: summary.md, sweep.{md,json,log} (and sweep_stdout.log if the sweep failed)
 #    python -m bench.sweep: stage 1 once, then every arm of SWEEP_ARMS (default bench/gpu_sweep_arms.txt)
 #    trains the decoder from that tokenizer within its share of the time; validation NDCG@10 / Recall@10
@@ -70,6 +73,8 @@ if [ "$CPU_TOY" = 1 ]; then
          --decoder-gin train.n_heads=2 --decoder-gin train.d_head=8 --decoder-gin train.ff_dim=32
          --decoder-gin train.n_encoder_layers=1 --decoder-gin train.n_decoder_layers=1
          --decoder-gin train.valid_max_users=64 --decoder-gin train.eval_batch_size=256)
+    STEP_TOY=(--steps 1 --gin train.batch_size=8 --gin train.micro_batch_size=4 --gin train.max_seq_len=20
+              --gin train.d_model=16 --gin train.n_heads=2 --gin train.d_head=8 --gin train.ff_dim=32)
     echo "CPU toy run (GPU_CHECK_CPU_TOY=1, bench/gpu_preflight.sh): toy sizes, kernel under TRITON_INTERPRET=1"
 else
     DEVICE=cuda
@@ -78,6 +83,7 @@ else
     OPS_BENCH_ARGS=()
     INTERPRETER=()
     TOY=()
+    STEP_TOY=()
     if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
         echo "no CUDA GPU visible to $PY: this script is for a GPU machine (CPU: bash bench/gpu_preflight.sh)" >&2
         exit 2
@@ -128,9 +134,19 @@ if [ "$MODE" = check ]; then
         grep -q "| fused |" "$OUT_DIR/ops_bench.md" || rc_note="${rc_note:-no fused kernel row}"
         [ -z "${rc_note:-}" ] && status="ok" || status="FAILED ($rc_note)"
         ROWS+=("| ops benchmark | $status | $((SECONDS - start)) | ops_bench.md |")
+
+        # --- 3. decoder_ml32m.gin's step on synthetic full-length histories (issue 13); 90 s at most
+        echo "=== decoder_ml32m step"
+        start=$SECONDS
+        timeout 90 "$PY" -m bench.decoder_step configs/decoder_ml32m.gin --device "$DEVICE" --micro-batch none,config \
+            "${STEP_TOY[@]}" > "$SCRATCH/decoder_step.md" 2> "$SCRATCH/decoder_step.log"
+        rc=$?
+        cat "$SCRATCH/decoder_step.md"
+        [ "$rc" = 0 ] && status="ok" || { status="FAILED (exit $rc)"; tail -n 20 "$SCRATCH/decoder_step.log"; }
+        ROWS+=("| decoder_ml32m step | $status | $((SECONDS - start)) | summary.md |")
     fi
 
-    # --- 3. time to quality: raw Beauty -> features, stage 1, stage 2, test evaluation, timed
+    # --- 4. time to quality: raw Beauty -> features, stage 1, stage 2, test evaluation, timed
     # Checkpoints stay in $SCRATCH (too big to come back); the table and JSON go to the output folder.
     # TTQ_SEEDS="42 43 44" for the 3-seed mean (about 3x the time: run it alone, SKIP_OPS=1). TTQ_ARGS adds
     # arguments, e.g. TTQ_ARGS="--decoder-gin train.iterations=2000". Past TTQ_TIMEOUT seconds (default: what
@@ -194,6 +210,7 @@ for row in r["rows"]:
 if "target_met" in r:
     print(f"target (B=1M fp32 fused fwd >= 5x eager and >= 50% copy BW): {'MET' if r['target_met'] else 'NOT MET'}")
 EOF
+    [ -s "$SCRATCH/decoder_step.md" ] && { echo; cat "$SCRATCH/decoder_step.md"; }
     [ -f "$OUT_DIR/time_to_quality.md" ] && { echo; cat "$OUT_DIR/time_to_quality.md"; }
     [ -f "$OUT_DIR/sweep.md" ] && { echo; cat "$OUT_DIR/sweep.md"; }
 } | tee "$OUT_DIR/summary.md"

@@ -198,6 +198,11 @@ try:
         problems.append(f"ops.bench: fused rows {[(r['B'], r['ids_agree']) for r in fused]} (none, or ids differ)")
 except (OSError, KeyError, ValueError) as e:
     problems.append(f"ops.bench: no result ({e})")
+summary = (check / "summary.md").read_text() if (check / "summary.md").is_file() else ""
+step_rows = [l for l in summary.splitlines() if l.startswith("| 8 | ")]  # bench.decoder_step's toy rows
+print(f"    decoder_ml32m step: {len(step_rows)} rows in summary.md")
+if len(step_rows) != 2 or any("out of memory" in l for l in step_rows):
+    problems.append(f"decoder_ml32m step: expected a whole-batch and a micro-batch row in summary.md, got {step_rows}")
 try:
     ttq = json.loads((check / "time_to_quality.json").read_text())
     if not ttq["features"]["embeddings_cached"]:

@@ -1,0 +1,142 @@
+"""Seconds, memory and FLOP rate of one stage-2 training step of a decoder config (not a test).
+
+    python -m bench.decoder_step configs/decoder_ml32m.gin [--device cuda] [--steps 10]
+        [--micro-batch 32,none] [--gin BINDING ...] [--json FILE]
+
+The model, batch, micro-batches, optimiser and precision are the config's (`--gin` overrides, as
+train_decoder.py takes them); the examples are synthetic: random semantic IDs, every history at the
+config's max_seq_len (MovieLens: 200 items, an 801-token encoder input; the worst case, 159 on
+average in ML-32M), so no data set or tokenizer is needed and any machine can time the real step.
+Each step is the one train_decoder.py takes: per micro-batch forward (autocast), size-weighted loss
+and backward, then gradient clipping and the optimiser. Reported per micro-batch size: seconds per
+step after warm-up (the device synchronised), examples/s, FLOPs per step counted by
+torch.utils.flop_counter and the rate they run at, and peak memory (CUDA: max_memory_allocated;
+CPU: the process's peak RSS, which includes everything loaded before). Lets a GPU session measure
+what bench/movielens_32m.py can only extrapolate on the CPU: the paper's 400k steps' wall time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+
+import gin
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import modules.precision
+import train_decoder
+from modules.batching import micro_batches
+from modules.gin_cli import load_gin_config
+from modules.model import EncoderDecoderRetrievalModel
+from modules.optimizer import build_optimizer
+
+N_LEVELS, CODEBOOK_SIZE = 4, 256  # 3 RQ-VAE codes + the collision token, as stage 1 writes them
+PAPER_STEPS = 400_000
+
+
+def synthetic_batch(batch_size: int, max_seq_len: int, n_user_buckets: int, device: torch.device,
+                    generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """user_ids [B], history [B, L, T] (every position filled), target [B, T]: random codes."""
+    codes = lambda *shape: torch.randint(0, CODEBOOK_SIZE, shape, generator=generator)
+    batch = {"user_ids": torch.randint(0, 10 * n_user_buckets, (batch_size,), generator=generator),
+             "history": codes(batch_size, max_seq_len, N_LEVELS), "target": codes(batch_size, N_LEVELS)}
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def time_step(bindings: dict, micro_batch_size: int | None, device: torch.device, steps: int, warmup: int = 2) -> dict:
+    torch.manual_seed(bindings["seed"])
+    max_seq_len = bindings["max_seq_len"] or 200
+    model = EncoderDecoderRetrievalModel(
+        n_levels=N_LEVELS, codebook_size=CODEBOOK_SIZE, max_history=max_seq_len, n_user_buckets=bindings["n_user_buckets"],
+        d_model=bindings["d_model"], n_heads=bindings["n_heads"], d_head=bindings["d_head"], ff_dim=bindings["ff_dim"],
+        n_encoder_layers=bindings["n_encoder_layers"], n_decoder_layers=bindings["n_decoder_layers"],
+        dropout=bindings["dropout"]).to(device)
+    opt = build_optimizer(model, bindings["optimizer"], bindings["learning_rate"], bindings["weight_decay"])
+    autocast = modules.precision.autocast(device, bindings["precision"])
+    batch = synthetic_batch(bindings["batch_size"], max_seq_len, bindings["n_user_buckets"], device,
+                            torch.Generator().manual_seed(0))
+
+    def step() -> None:  # train_decoder.py's step (constrained_softmax's masks left out: a lookup)
+        opt.zero_grad(set_to_none=True)
+        for micro in micro_batches(batch, micro_batch_size):
+            with autocast:
+                logits = model(micro["user_ids"], micro["history"], micro["target"])
+            loss = model.loss(logits, micro["target"]) * (len(micro["target"]) / len(batch["target"]))
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), bindings["grad_clip"])
+        opt.step()
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        step()
+    sync()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    seconds = (time.perf_counter() - start) / steps
+    peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    with FlopCounterMode(display=False) as counter:
+        step()
+    flops = counter.get_total_flops()
+    return {"batch_size": bindings["batch_size"], "micro_batch_size": micro_batch_size, "history": max_seq_len,
+            "seconds_per_step": seconds, "examples_per_second": bindings["batch_size"] / seconds,
+            "flops_per_step": flops, "tflops_per_second": flops / seconds / 1e12, "peak_memory_gib": peak / 2**30,
+            "paper_steps_hours": seconds * PAPER_STEPS / 3600}
+
+
+def markdown(config: str, device: str, rows: list[dict]) -> str:
+    lines = [f"{config} on {device}, synthetic full-length histories:", "",
+             "| batch | micro-batch | history | s / step | examples / s | TFLOP / step | TFLOP/s | peak memory (GiB) | 400k steps |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['batch_size']} | {r['micro_batch_size']} | | {r['error']} | | | | | |")
+            continue
+        lines.append(f"| {r['batch_size']} | {r['micro_batch_size'] or 'whole'} | {r['history']} | {r['seconds_per_step']:.3f} | "
+                     f"{r['examples_per_second']:,.0f} | {r['flops_per_step'] / 1e12:.3g} | {r['tflops_per_second']:.3g} | "
+                     f"{r['peak_memory_gib']:.1f} | {r['paper_steps_hours']:.1f} h |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(prog="python -m bench.decoder_step", description=__doc__.split("\n")[0])
+    parser.add_argument("config", help="a stage-2 gin file, e.g. configs/decoder_ml32m.gin")
+    parser.add_argument("--gin", action="append", default=[], help="a binding on top of the config")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--micro-batch", default="config",
+                        help="comma-separated micro-batch sizes to time ('none': the whole batch; default: the config's)")
+    parser.add_argument("--json", help="also write the rows here")
+    args = parser.parse_args(argv)
+    gin.clear_config()
+    load_gin_config(train_decoder.train, args.config, args.gin)
+    bindings = gin.get_bindings(train_decoder.train)
+    gin.clear_config()
+    sizes = [bindings["micro_batch_size"] if s == "config" else None if s.lower() == "none" else int(s)
+             for s in args.micro_batch.split(",")]
+    device = torch.device(args.device)
+    rows = []
+    for size in sizes:
+        try:
+            rows.append(time_step(bindings, size, device, args.steps))
+        except torch.OutOfMemoryError as e:  # the point of a micro-batch: report it, time the next size
+            rows.append({"batch_size": bindings["batch_size"], "micro_batch_size": size, "error": f"out of memory ({e})"[:80]})
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    print(markdown(args.config, str(device), rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

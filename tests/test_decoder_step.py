@@ -1,0 +1,31 @@
+"""bench/decoder_step.py times a decoder config's real step on synthetic histories (CPU, toy size)."""
+import json
+
+import pytest
+
+from bench import decoder_step
+
+TOY = ["--gin", "train.batch_size=8", "--gin", "train.max_seq_len=6", "--gin", "train.d_model=16", "--gin", "train.n_heads=2",
+       "--gin", "train.d_head=8", "--gin", "train.ff_dim=32", "--gin", "train.num_threads=1"]
+
+
+def test_whole_batch_and_micro_batches_do_the_same_work(tmp_path, capsys):
+    rows = decoder_step.main(["configs/decoder_ml32m.gin", "--device", "cpu", "--steps", "1", "--micro-batch", "none,config,3",
+                              "--json", str(tmp_path / "rows.json"), *TOY])
+    assert [r["micro_batch_size"] for r in rows] == [None, 32, 3]  # "config": decoder_ml32m.gin's binding
+    assert all(r["batch_size"] == 8 and r["history"] == 6 and r["seconds_per_step"] > 0 for r in rows)
+    # FLOPs are per example: 8 at once, in one piece of 8 (32 > 8) or in pieces of 3, 3 and 2 count the same
+    assert rows[1]["flops_per_step"] == rows[0]["flops_per_step"]
+    assert rows[2]["flops_per_step"] == pytest.approx(rows[0]["flops_per_step"], rel=1e-9)
+    assert rows[0]["tflops_per_second"] == pytest.approx(rows[0]["flops_per_step"] / rows[0]["seconds_per_step"] / 1e12)
+    assert json.loads((tmp_path / "rows.json").read_text()) == rows
+    table = capsys.readouterr().out
+    assert table.count("\n| 8 | ") == 3 and "| 8 | whole | 6 |" in table and "| 8 | 3 | 6 |" in table
+
+
+def test_synthetic_histories_are_full_length_codes():
+    import torch
+
+    batch = decoder_step.synthetic_batch(5, 7, 10, torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert batch["history"].shape == (5, 7, decoder_step.N_LEVELS) and batch["target"].shape == (5, decoder_step.N_LEVELS)
+    assert batch["history"].min() >= 0 and batch["history"].max() < decoder_step.CODEBOOK_SIZE  # no padding (-1)
