@@ -223,7 +223,7 @@ for p in problems:
     print(f"    PROBLEM: {p}")
 sys.exit(1 if problems else 0)
 EOF
-check "toy results: kernel tests and fused rows, carried embeddings used, every sweep arm validated" $?
+check "toy results: kernel tests and fused rows, decoder_ml32m step rows, carried embeddings used, every sweep arm validated" $?
 
 # --- 4. the kernel compiled for sm_90 by the device's Triton (no GPU needed)
 echo
