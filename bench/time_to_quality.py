@@ -134,7 +134,7 @@ def markdown(result: dict) -> str:
     lines = [f"# Time to quality: {result['dataset']} {result['split']}", "",
              f"Device: {result['device_name']}; torch {result['torch']}, triton {result['versions']['triton']}, "
              f"CUDA {result['versions']['cuda']}, Python {result['versions']['python']}. Configs: `{result['rqvae_config']}`, "
-             f"`{result['decoder_config']}`" + (f"; extra bindings: {' '.join(result['gin'])}" if result["gin"] else "") + ".",
+             f"`{result['decoder_config']}`" + (f"; extra bindings: {', '.join(result['gin'])}" if result["gin"] else "") + ".",
              f"Features (once for all seeds): {f['features_s']:.1f} s = parse {f['parse_s']:.1f} s "
              f"({'processed cache' if f['processed_cached'] else 'from raw files'}) + ItemData {f['item_data_s']:.1f} s "
              f"(embeddings {'CACHED, not recomputed' if f['embeddings_cached'] else 'computed'}) + SeqData {f['seq_data_s']:.1f} s.",
