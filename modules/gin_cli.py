@@ -38,6 +38,7 @@ MOST_USED_BINDINGS = {
     "save_dir": "the run folder is <save_dir>/<dataset>-<split>/",
     "iterations": "training steps (may be raised on resume)",
     "batch_size": "global batch size",
+    "micro_batch_size": "examples per forward/backward, per process (None: the whole batch; less memory, same step)",
     "optimizer": '"adamw" or "adafactor" (decoder), "adamw" or "adagrad" (RQ-VAE)',
     "learning_rate": "peak learning rate",
     "eval_every": "steps between evaluations (may change on resume)",
@@ -192,7 +193,8 @@ def entry_point_parser(description: str, bindings: Iterable[str] = ()) -> argpar
     """The entry points' parser: the docstring as written, the config, --gin, --debug, and an
     epilog listing the most used of `bindings`. evaluate.py adds its own options to it."""
     bindings = set(bindings)
-    listed = [f"  train.{name:<16} {text}" for name, text in MOST_USED_BINDINGS.items() if name in bindings]
+    width = max((len(name) for name in MOST_USED_BINDINGS if name in bindings), default=0)
+    listed = [f"  train.{name:<{width}}  {text}" for name, text in MOST_USED_BINDINGS.items() if name in bindings]
     epilog = ("most used bindings (every one is in the config file; set any with --gin 'train.NAME=VALUE'):\n"
               + "\n".join(listed) + "\n\n" if listed else "")
     epilog += (f"A bad binding, missing file or damaged checkpoint prints one or two lines and exits with "
