@@ -99,11 +99,12 @@ def train(
     use_wandb: bool = False,
     wandb_project: str = "tiger-decoder",
 ) -> dict:
-    check_positive(iterations=iterations, batch_size=batch_size, micro_batch_size=micro_batch_size, learning_rate=learning_rate, grad_clip=grad_clip,
-                   n_user_buckets=n_user_buckets, d_model=d_model, n_heads=n_heads, d_head=d_head, ff_dim=ff_dim,
-                   n_encoder_layers=n_encoder_layers, n_decoder_layers=n_decoder_layers, eval_every=eval_every,
-                   eval_batch_size=eval_batch_size, max_seq_len=max_seq_len, valid_max_users=valid_max_users,
-                   num_threads=num_threads, lr_constant_steps=lr_constant_steps)
+    check_positive(iterations=iterations, batch_size=batch_size, micro_batch_size=micro_batch_size,
+                   learning_rate=learning_rate, grad_clip=grad_clip, n_user_buckets=n_user_buckets, d_model=d_model,
+                   n_heads=n_heads, d_head=d_head, ff_dim=ff_dim, n_encoder_layers=n_encoder_layers,
+                   n_decoder_layers=n_decoder_layers, eval_every=eval_every, eval_batch_size=eval_batch_size,
+                   max_seq_len=max_seq_len, valid_max_users=valid_max_users, num_threads=num_threads,
+                   lr_constant_steps=lr_constant_steps)
     check_non_negative(weight_decay=weight_decay, lr_ramp_steps=lr_ramp_steps)
     if not 0 <= dropout < 1:
         raise ConfigError(f"train.dropout = {dropout!r}: must be in [0, 1)", binding="dropout")
