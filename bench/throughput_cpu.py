@@ -30,6 +30,8 @@ VARIANTS = {  # name -> extra gin bindings on top of the config
     "bf16 autocast": ['train.precision="bf16"'],
     "torch.compile": ["train.compile_model=True"],
     "compile + bf16": ["train.compile_model=True", 'train.precision="bf16"'],
+    "micro-batches of 64": ["train.micro_batch_size=64"],   # the same step (gradient accumulation)
+    "micro-batches of 128": ["train.micro_batch_size=128"],
 }
 
 
