@@ -43,6 +43,7 @@ export PYTHONUNBUFFERED=1
 fail() { echo "gpu_check: $*" >&2; exit 3; }
 case "$MODE" in check | sweep) ;; *) fail "MODE=$MODE: expected check or sweep" ;; esac
 mkdir -p "$OUT_DIR" "$SCRATCH"
+rm -f "$SCRATCH/decoder_step.md"  # the summary prints it only when this call measured it (not a stale earlier one)
 
 # The wheels the device image lacks (no package index there): installed, then imported, or stop here.
 if ! "$PY" -c "import gin, polars" 2>/dev/null; then
