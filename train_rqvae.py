@@ -79,6 +79,8 @@ def train(
     save_dir: str = "out/rqvae",
     encoder_model: str | None = None,
     held_out_fraction: float = 0.05,
+    collaborative_dim: int = 0,
+    collaborative_weight: float = 1.0,
     # model (TIGER Sec. 4.1: 512-256-128 MLP, 32-d latent, 3 levels of 256 codes, beta 0.25)
     hidden_dims: tuple[int, ...] = (512, 256, 128),
     latent_dim: int = 32,
@@ -116,7 +118,8 @@ def train(
                    batch_size=batch_size, iterations=iterations, eval_every=eval_every, checkpoint_every=checkpoint_every,
                    gumbel_temperature_start=gumbel_temperature_start, gumbel_temperature_end=gumbel_temperature_end,
                    num_threads=num_threads)
-    check_non_negative(commitment_weight=commitment_weight, weight_decay=weight_decay, gumbel_anneal_steps=gumbel_anneal_steps)
+    check_non_negative(collaborative_dim=collaborative_dim, collaborative_weight=collaborative_weight,
+                       commitment_weight=commitment_weight, weight_decay=weight_decay, gumbel_anneal_steps=gumbel_anneal_steps)
     if not 0 <= held_out_fraction < 1:
         raise ConfigError(f"train.held_out_fraction = {held_out_fraction!r}: must be in [0, 1)", binding="held_out_fraction")
     check_choice(optimizer=(optimizer, tuple(OPTIMIZERS)), forward_mode=(forward_mode, FORWARD_MODES))
@@ -137,17 +140,19 @@ def train(
         check_resume_config(state["manifest"], bindings, path=checkpoint_path, force=force_resume,
                             ignore=RESUMABLE_CHANGES)
 
-    # ---- data: item content embeddings; a held-out slice only for the reconstruction loss
+    # ---- data: item content embeddings (+ collaborative vectors when bound); a held-out slice only for
+    # the reconstruction loss
     items = dict(root=dataset_folder, dataset=dataset, split=split, held_out_fraction=held_out_fraction,
-                 seed=seed, cache_dir=cache_dir, encoder_model=encoder_model)
+                 seed=seed, cache_dir=cache_dir, encoder_model=encoder_model, collaborative_dim=collaborative_dim,
+                 collaborative_weight=collaborative_weight)
     if not env.is_main:
         barrier(env)  # rank 0 builds the caches first; the others then read them
-    train_features = ItemData(subset="train", **items).features.to(device)  # [n_train, d]
-    eval_features = ItemData(subset="eval", **items).features.to(device)  # [n_eval, d]
     catalogue = ItemData(subset="all", **items)
     if env.is_main:
         barrier(env)
     all_features = catalogue.features.to(device)  # [n_items, d], row = item id
+    train_features = all_features[~catalogue.held_out.to(device)]  # [n_train, d]
+    eval_features = all_features[catalogue.held_out.to(device)]  # [n_eval, d]
     n_train = len(train_features)
 
     # ---- model and optimiser

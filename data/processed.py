@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from data.amazon import load_amazon
 from data.cache_files import REBUILD_ADVICE, load_cache_file
+from data.collaborative import collaborative_vectors
 from data.custom import load_custom, source_fingerprint
 from data.item_embeddings import cached_item_embeddings
 from data.item_text import TEXT_TEMPLATE
@@ -100,11 +101,13 @@ class ItemData(Dataset):
     """Item feature vectors: the sentence embedding of the item text, followed by
     the extra features (MovieLens genres). `subset='eval'` is a fixed random
     `held_out_fraction` of the catalogue (the tokenizer's own held-out
-    reconstruction loss), 'train' the rest, 'all' everything."""
+    reconstruction loss), 'train' the rest, 'all' everything. `collaborative_dim` > 0 appends
+    `collaborative_weight` x a unit collaborative vector per item (data/collaborative.py; not the paper's)."""
 
     def __init__(self, root: str, dataset: RecDataset | str = "amazon", split: str = "beauty",
                  subset: str = "all", held_out_fraction: float = 0.05, seed: int = 42,
-                 cache_dir: str = "cache", encoder_model: str | None = None, force_process: bool = False):
+                 cache_dir: str = "cache", encoder_model: str | None = None, force_process: bool = False,
+                 collaborative_dim: int = 0, collaborative_weight: float = 1.0):
         if subset not in ("all", "train", "eval"):
             raise ValueError(f"subset='{subset}': expected 'all', 'train' or 'eval'")
         if not 0.0 <= held_out_fraction < 1.0:
@@ -114,7 +117,14 @@ class ItemData(Dataset):
         text_vectors = (torch.zeros(raw.n_items, 0) if raw.texts is None  # precomputed (custom): nothing to embed
                         else cached_item_embeddings(raw.texts, cache_folder(cache_dir, dataset, split),
                                                     encoder_model, TEXT_TEMPLATE, force=force_process))
-        features = torch.cat([text_vectors, raw.extra_features.to(text_vectors.dtype)], dim=1)  # [n_items, d]
+        parts = [text_vectors, raw.extra_features.to(text_vectors.dtype)]
+        if collaborative_dim >= raw.n_items:
+            raise ConfigError(f"train.collaborative_dim = {collaborative_dim}: must be below the {raw.n_items:,} items of "
+                              f"{dataset.value}/{split}", binding="collaborative_dim")
+        if collaborative_dim > 0:  # from the training split only: no validation or test target leaks in
+            users, items = (raw.interactions[c].to_numpy() for c in ("user", "item"))
+            parts.append(collaborative_weight * collaborative_vectors(users, items, raw.n_items, collaborative_dim, seed=seed))
+        features = torch.cat(parts, dim=1)  # [n_items, d]
 
         n_held_out = round(held_out_fraction * raw.n_items)
         order = torch.randperm(raw.n_items, generator=torch.Generator().manual_seed(seed))
@@ -123,6 +133,7 @@ class ItemData(Dataset):
         keep = {"all": torch.ones_like(held_out), "train": ~held_out, "eval": held_out}[subset]
 
         self.item_ids = torch.nonzero(keep).squeeze(1)  # [n_subset], ascending
+        self.held_out = held_out[self.item_ids]  # [n_subset] bool: in the 'eval' slice
         self.features = features[self.item_ids].contiguous()  # [n_subset, feature_dim]
         self.feature_dim = features.shape[1]
         self.n_items = raw.n_items

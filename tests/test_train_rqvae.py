@@ -105,3 +105,23 @@ def test_every_config_parses_and_sets_every_parameter(config):
     parse_gin_args(train_rqvae.train, [str(config)])
     bound = set(gin.get_bindings(train_rqvae.train))
     assert bound == set(inspect.signature(train_rqvae.train).parameters)  # nothing left to a hidden default
+
+
+def test_collaborative_features_reach_the_tokenizer(data, tmp_path):
+    result = run(data, tmp_path / "collab", "train.iterations=20", "train.collaborative_dim=4",
+                 "train.collaborative_weight=0.5")
+    run_dir = tmp_path / "collab" / "amazon-beauty"
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    gin.clear_config()
+    from data.processed import ItemData
+
+    text = ItemData(str(data[0]), cache_dir=str(data[1])).features
+    features = ItemData(str(data[0]), cache_dir=str(data[1]), collaborative_dim=4, collaborative_weight=0.5).features
+    assert state["model_kwargs"]["input_dim"] == text.shape[1] + 4
+    model = RqVae(**state["model_kwargs"])
+    model.load_state_dict(state["model"])
+    assert torch.equal(model.semantic_ids(features), SemanticIdTokenizer.load(result["semantic_ids"]).sem_ids[:, :3])
+
+    with pytest.raises(ConfigError, match="train.collaborative_dim = 40: must be below the 40 items"):
+        run(data, tmp_path / "too_big", "train.collaborative_dim=40")
+    assert not (tmp_path / "too_big").exists()  # refused before anything is written

@@ -58,6 +58,9 @@ def test_item_data_features_subsets(tmp_path, fake_encoder):
     assert len(held) == 4 and len(train) == 36
     assert sorted(held.item_ids.tolist() + train.item_ids.tolist()) == list(range(40))
     assert torch.equal(held.features, full.features[held.item_ids])
+    assert torch.equal(full.features[full.held_out], held.features)  # what train_rqvae.py slices
+    assert torch.equal(full.features[~full.held_out], train.features)
+    assert held.held_out.all() and not train.held_out.any()
     assert torch.equal(train[3], full.features[train.item_ids[3]])
     # the feature of item i is the embedding of item i's text (no row shuffle anywhere)
     raw = processed.load_processed(root, RecDataset.AMAZON, "beauty", tmp_path / "c")
