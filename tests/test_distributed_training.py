@@ -43,7 +43,8 @@ def rqvae_args(root: Path, cache: Path, save_dir: Path) -> list[str]:
     bindings = [f'train.dataset_folder="{root}"', f'train.cache_dir="{cache}"', f'train.save_dir="{save_dir}"',
                 "train.hidden_dims=(32, 16)", "train.latent_dim=8", "train.codebook_size=64", "train.batch_size=16",
                 "train.dead_code_window=2", "train.held_out_fraction=0.1", "train.iterations=6",
-                "train.eval_every=3", "train.checkpoint_every=3", 'train.device="cpu"']
+                "train.eval_every=3", "train.checkpoint_every=3", 'train.device="cpu"',
+                "train.collaborative_dim=4"]  # the config's 64 needs more than 40 items
     return [CPU_CONFIG, *[a for b in bindings for a in ("--gin", b)]]
 
 

@@ -234,7 +234,7 @@ def test_rqvae_resume_on_features_of_another_dimension_is_refused(tmp_path):
     state["sha256"] = tensor_sha256(state["embeddings"])
     torch.save(state, cache)
     before = snapshot(tmp_path / "out")
-    with pytest.raises(CheckpointError, match=r"384-d item features but .* gives 16-d"):
+    with pytest.raises(CheckpointError, match=r"388-d item features but .* gives 20-d"):  # 4 collaborative dims each
         train_rqvae.main(argv + ["--gin", "train.iterations=4"])
     assert snapshot(tmp_path / "out") == before
 

@@ -14,7 +14,8 @@ from tests.fixtures import write_amazon_raw
 # Toy stage 1 and 2 on the fixture data set, on top of the CPU configs.
 RQVAE = ["train.hidden_dims=(32, 16)", "train.latent_dim=8", "train.codebook_size=16", "train.batch_size=16",
          "train.iterations=20", "train.eval_every=10", "train.checkpoint_every=20", "train.held_out_fraction=0.1",
-         "train.kmeans_iters=2", "train.dead_code_window=5", "train.num_threads=1"]
+         "train.kmeans_iters=2", "train.dead_code_window=5", "train.num_threads=1",
+         "train.collaborative_dim=4"]  # the configs' 64 needs more than the toy's items
 DECODER = ["train.iterations=12", "train.batch_size=16", "train.eval_every=6", "train.lr_constant_steps=4",
            "train.eval_batch_size=16", "train.d_model=16", "train.n_heads=2", "train.d_head=8", "train.ff_dim=32",
            "train.n_encoder_layers=1", "train.n_decoder_layers=1", "train.num_threads=1", "train.valid_max_users=None"]

@@ -44,6 +44,7 @@ def run(data, save_dir, *bindings, capsys=None):
             "--gin", "train.hidden_dims=(32, 16)", "--gin", "train.latent_dim=8", "--gin", "train.codebook_size=64",
             "--gin", "train.batch_size=16", "--gin", "train.dead_code_window=2", "--gin", "train.held_out_fraction=0.1",
             "--gin", "train.eval_every=1000", "--gin", "train.checkpoint_every=1000",
+            "--gin", "train.collaborative_dim=4",  # the config's 64 needs more than 40 items
             *[arg for b in bindings for arg in ("--gin", b)]]
     gin.clear_config()
     return train_rqvae.main(argv)
@@ -68,7 +69,7 @@ def test_short_run_lowers_the_loss_and_writes_a_usable_tokenizer(data, tmp_path,
     gin.clear_config()
     from data.processed import ItemData
 
-    features = ItemData(str(data[0]), cache_dir=str(data[1])).features
+    features = ItemData(str(data[0]), cache_dir=str(data[1]), collaborative_dim=4).features
     assert torch.equal(model.semantic_ids(features), tokenizer.sem_ids[:, :3])
 
 
