@@ -43,7 +43,7 @@ import modules.precision
 from modules.optimizer import OPTIMIZERS, build_optimizer
 from modules.progress import tqdm  # tqdm that says at the start when the run is estimated to take long
 from modules.retrieval import METRIC_KS, baseline_topk, data_batch, recommend, retrieval_metrics
-from modules.run_folder import load_tokenizer, run_dir
+from modules.run_folder import load_tokenizer, run_dir, tokenizer_path
 
 LOG_EVERY = 100  # steps between reads of the training loss (each read waits for the GPU)
 # Bindings that may change between a run and its resumption (extend a run, evaluation and logging;
@@ -123,7 +123,7 @@ def train(
     out_dir = run_dir(save_dir, dataset, split)
 
     tokenizer = load_tokenizer(tokenizer_dir, dataset, split)
-    tokenizer_hash = file_sha256(run_dir(tokenizer_dir, dataset, split) / "semantic_ids.pt")
+    tokenizer_hash = file_sha256(tokenizer_path(tokenizer_dir, dataset, split))
     if not env.is_main:
         barrier(env)  # rank 0 builds the caches first; the others then read them
     train_data = SeqData(dataset_folder, dataset, split, "train", max_seq_len, cache_dir)

@@ -151,8 +151,8 @@ def train(
     if env.is_main:
         barrier(env)
     all_features = catalogue.features.to(device)  # [n_items, d], row = item id
-    train_features = all_features[~catalogue.held_out.to(device)]  # [n_train, d]
-    eval_features = all_features[catalogue.held_out.to(device)]  # [n_eval, d]
+    held_out = catalogue.held_out.to(device)  # [n_items] bool
+    train_features, eval_features = all_features[~held_out], all_features[held_out]  # [n_train, d], [n_eval, d]
     n_train = len(train_features)
 
     # ---- model and optimiser

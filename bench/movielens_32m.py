@@ -84,7 +84,7 @@ def time_steps(work: Path) -> dict:
     from modules.batching import ResidentExamples
     from modules.model import EncoderDecoderRetrievalModel
     from modules.rqvae import RqVae
-    from modules.tokenizer import SemanticIdTokenizer
+    from modules.run_folder import load_tokenizer
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -131,7 +131,7 @@ def time_steps(work: Path) -> dict:
     out["rqvae"] = {"batch": 1024, "cpu_s_per_step": timed(rqvae_step, 20), "flops_per_step": flops(rqvae_step)}
 
     data = SeqData(root, "ml-32m", "ml-32m", "train", 200, cache)
-    tokenizer = SemanticIdTokenizer.load(work / "out" / "rqvae" / "ml-32m-ml-32m" / "semantic_ids.pt")
+    tokenizer = load_tokenizer(str(work / "out" / "rqvae"), "ml-32m", "ml-32m")
     resident = ResidentExamples(data, tokenizer.sem_ids, torch.device("cpu"))
     model = EncoderDecoderRetrievalModel(n_levels=tokenizer.sem_ids.shape[1], codebook_size=tokenizer.codebook_size,
                                          max_history=200)

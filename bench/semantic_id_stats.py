@@ -1,10 +1,10 @@
 """How much of "what users buy next" a tokenizer's semantic IDs already group together.
 
     python -m bench.semantic_id_stats --root ../shared/data/amazon --cache-dir cache \
-        TOKENIZER_RUN [TOKENIZER_RUN ...] [--label NAME ...]
+        TOKENIZER_DIR [TOKENIZER_DIR ...] [--label NAME ...]
 
-TOKENIZER_RUN: a <save_dir>/<dataset>-<split> folder of train_rqvae.py (its semantic_ids.pt). One
-markdown row per run: the share of validation transitions (each user's last history item -> the
+TOKENIZER_DIR: a train.save_dir of train_rqvae.py (what train_decoder.py reads as train.tokenizer_dir).
+One markdown row per tokenizer: the share of validation transitions (each user's last history item -> the
 validation target) whose two items share their first code, their first two codes, and the
 tokenizer's own collision numbers. A higher share means the decoder's first, hardest token is
 partly given by the last item; random codes share ~1/256. Validation split only.
@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 from data.processed import SeqData
-from modules.tokenizer import SemanticIdTokenizer
+from modules.run_folder import load_tokenizer
 
 HEADER = ("| tokenizer | valid transitions sharing code 1 | codes 1-2 | items sharing a 3-code prefix | "
           "largest group |\n|---|---:|---:|---:|---:|")
@@ -29,22 +29,22 @@ def shared_prefix_shares(sem_ids, last, target, levels: int) -> list[float]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("tokenizer_dirs", nargs="+")
     parser.add_argument("--root", required=True, help="the data set folder (train.dataset_folder)")
     parser.add_argument("--cache-dir", required=True)
     parser.add_argument("--dataset", default="amazon")
     parser.add_argument("--split", default="beauty")
-    parser.add_argument("--label", action="append", help="one per run, in order (default: the run's save_dir name)")
+    parser.add_argument("--label", action="append", help="one per tokenizer, in order (default: its folder name)")
     args = parser.parse_args(argv)
-    labels = args.label or [run.parent.name for run in args.runs]
-    if len(labels) != len(args.runs):
-        parser.error(f"{len(labels)} --label for {len(args.runs)} runs")
+    labels = args.label or [Path(folder).name for folder in args.tokenizer_dirs]
+    if len(labels) != len(args.tokenizer_dirs):
+        parser.error(f"{len(labels)} --label for {len(args.tokenizer_dirs)} tokenizers")
     valid = SeqData(args.root, args.dataset, args.split, subset="valid", cache_dir=args.cache_dir)
     print(HEADER)
-    for run, label in zip(args.runs, labels):
-        tokenizer = SemanticIdTokenizer.load(run / "semantic_ids.pt")
+    for folder, label in zip(args.tokenizer_dirs, labels):
+        tokenizer = load_tokenizer(folder, args.dataset, args.split)
         if tokenizer.n_items != valid.n_items:
-            raise SystemExit(f"{run}: {tokenizer.n_items} items, but {args.dataset}/{args.split} has {valid.n_items}")
+            raise SystemExit(f"{folder}: {tokenizer.n_items} items, but {args.dataset}/{args.split} has {valid.n_items}")
         code1, code12 = shared_prefix_shares(tokenizer.sem_ids, valid.last_items, valid.targets, levels=2)
         stats = tokenizer.collision_stats()
         print(f"| {label} | {code1:.2%} | {code12:.2%} | {stats['collision_share']:.2%} | "
