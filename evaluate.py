@@ -9,7 +9,8 @@ stage 1's tokenizer, runs trie-constrained beam search for every user of the spl
 Recall@1/5/10 and NDCG@5/10, the share of invalid IDs, catalogue coverage, and the same for two
 floors counted on the training split: popularity (most frequent training targets), and the
 transition baseline ("the items that most often followed the user's last item",
-modules/transition.py). `--user N` beam-searches that user alone and prints their history,
+modules/transition.py). With train.eval_exclude_history all three skip the user's history items
+(in Amazon and MovieLens a user never meets the same item twice). `--user N` beam-searches that user alone and prints their history,
 held-out item and top-10 with titles; `--write-topk FILE` writes that for every user (as JSON
 lines). Last stdout line: one JSON object.
 """
@@ -38,7 +39,8 @@ from modules.run_folder import load_tokenizer, run_dir
 REPORTED = ("recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10")
 # The decoder bindings evaluate.py reads (listed by --help).
 READS = ("dataset_folder", "dataset", "split", "cache_dir", "tokenizer_dir", "save_dir", "max_seq_len", "device",
-         "num_threads", "precision", "eval_beam_width", "eval_batch_size", "eval_sort_by_length")
+         "num_threads", "precision", "eval_beam_width", "eval_batch_size", "eval_sort_by_length",
+         "eval_exclude_history")
 
 
 @gin.configurable("train")
@@ -71,7 +73,9 @@ def run_config(config: str, flags: list[str]) -> tuple[dict[str, Any], dict]:
             recorded[name] = text
     for name in given:
         if name not in recorded:
-            if name not in READS and binding_source(name, config, flags).startswith("set in"):
+            if name in READS:
+                continue  # an evaluation setting newer than the run (e.g. eval_exclude_history): taken as given
+            if binding_source(name, config, flags).startswith("set in"):
                 continue  # a config file's parameter newer than the run (e.g. micro_batch_size): evaluation never reads it
             close = difflib.get_close_matches(name, recorded, n=1)
             raise ConfigError(f"train.{name} is not a parameter of the decoder run in {best_path}"
@@ -128,7 +132,8 @@ def evaluate(argv: list[str]) -> dict:
     data = SeqData(*data_args, opts.split, cfg["max_seq_len"], cfg["cache_dir"])
     trie = tokenizer.trie().to(dev)
     search = dict(model=model, data=data, sem_ids=tokenizer.sem_ids, trie=trie, beam_width=beam_width, top_k=top_k,
-                  batch_size=batch_size, device=dev, sort_by_length=cfg["eval_sort_by_length"])
+                  batch_size=batch_size, device=dev, sort_by_length=cfg["eval_sort_by_length"],
+                  exclude_history=cfg["eval_exclude_history"])
     best_path = str(run_dir(cfg["save_dir"], cfg["dataset"], cfg["split"]) / "best.pt")
     result: dict[str, Any] = {"split": opts.split, "checkpoint": best_path, "checkpoint_step": state["manifest"]["step"],
                               "beam_width": beam_width}
@@ -172,7 +177,7 @@ def evaluate(argv: list[str]) -> dict:
     model_metrics = retrieval_metrics(ranked, data.targets)
     # The floors, counted on the training split only: popularity and the transition baseline.
     train_data = SeqData(*data_args, "train", cfg["max_seq_len"], cfg["cache_dir"])
-    floors = baseline_topk(train_data, data, top_k)  # {"popularity": [M, top_k], "transition": [M, top_k]}
+    floors = baseline_topk(train_data, data, top_k, exclude_history=cfg["eval_exclude_history"])  # {"popularity": [M, top_k], "transition": [M, top_k]}
     floor_metrics = {name: retrieval_metrics(ranked_by, data.targets) for name, ranked_by in floors.items()}
     coverage = lambda items: len(torch.unique(items[items >= 0])) / tokenizer.n_items
 

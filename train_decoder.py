@@ -51,6 +51,7 @@ LOG_EVERY = 100  # steps between reads of the training loss (each read waits for
 RESUMABLE_CHANGES = ("iterations", "resume", "force_resume", "eval_every", "eval_beam_width", "eval_batch_size",
                      "valid_max_users", "device", "num_threads", "use_wandb", "wandb_project",
                      "resident_data", "compile_model", "eval_sort_by_length",  # same batches, same results
+                     "eval_exclude_history",
                      "micro_batch_size")  # same gradients up to float rounding (dropout draws other masks)
 
 
@@ -89,6 +90,7 @@ def train(
     eval_beam_width: int = 10,
     eval_batch_size: int = 512,
     eval_sort_by_length: bool = False,    # beam search on length-sorted, trimmed chunks of users
+    eval_exclude_history: bool = False,   # rankings (TIGER's and the floors') skip the user's history items
     valid_max_users: int | None = None,   # None: the whole validation split
     select_metric: str = "ndcg@10",
     seed: int = 42,
@@ -155,8 +157,8 @@ def train(
     # The floors every validation number is read against, on the same validation users: popularity,
     # the transition baseline (modules/transition.py) and the per-level NLL of a history-blind prior.
     valid_targets = valid_data.targets[valid_index]
-    baselines = {name: retrieval_metrics(ranked, valid_targets)
-                 for name, ranked in baseline_topk(train_data, valid_data, max(METRIC_KS), valid_index).items()}
+    floors = baseline_topk(train_data, valid_data, max(METRIC_KS), valid_index, eval_exclude_history)
+    baselines = {name: retrieval_metrics(ranked, valid_targets) for name, ranked in floors.items()}
     baselines["prior_nll"] = prior_nll(sem_ids, train_data.targets, valid_targets).tolist()
     if env.is_main:
         for name in ("popularity", "transition"):
@@ -261,7 +263,8 @@ def train(
             model.eval()
             with autocast:
                 found = recommend(model, valid_data, sem_ids, trie, eval_beam_width, max(METRIC_KS),
-                                  eval_batch_size, dev, valid_shard, sort_by_length=eval_sort_by_length)
+                                  eval_batch_size, dev, valid_shard, sort_by_length=eval_sort_by_length,
+                                  exclude_history=eval_exclude_history)
                 nll_sums, nll_count = level_nll_sums(model, (data_batch(valid_data, chunk, sem_ids, dev)
                                                              for chunk in valid_shard.split(eval_batch_size)), trie)
             metrics = retrieval_metrics(found["item_ids"], valid_data.targets[valid_shard], env)

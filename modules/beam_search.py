@@ -7,6 +7,8 @@ log-probabilities, i.e. log P(item ID | history), so with a beam as wide as the
 catalogue the result is the exact ranking by teacher-forced likelihood. A model trained
 with `constrained_softmax` takes its softmax over the valid codes only (mask, then
 log-softmax), as in training: scores are then log-probabilities over the catalogue's items.
+`exclude` (e.g. the user's history) drops items after the softmax, as a filter: prefixes that lead only
+to excluded items are masked at every depth (SemanticIdTrie.blocked), so no beam is spent on them.
 
 The encoder runs once per user; the decoder's keys/values are cached and reordered
 with the beams; the cross-attention keys/values stay one copy per user (not per beam). Deterministic: no sampling, dropout off.
@@ -32,8 +34,11 @@ def reorder_cache(cache: list[dict], index: Tensor) -> None:
 
 
 @torch.no_grad()
-def constrained_beam_search(model, batch: dict[str, Tensor], trie: SemanticIdTrie, beam_width: int, top_k: int) -> dict[str, Tensor]:
+def constrained_beam_search(model, batch: dict[str, Tensor], trie: SemanticIdTrie, beam_width: int, top_k: int,
+                            exclude: Tensor | None = None) -> dict[str, Tensor]:
     """batch: user_ids [B], history [B, L, T] (see modules.model.sem_id_batch).
+    exclude [B, E]: item ids never to return for each row (-1 = none), e.g. the user's history; a filter:
+    the other items keep their scores, and no beam is spent on a prefix that leads only to excluded items.
     Returns item_ids [B, top_k] (-1 where the catalogue has fewer than top_k items),
     sem_ids [B, top_k, T] and scores [B, top_k] (log-probabilities, descending)."""
     if top_k > beam_width:
@@ -61,6 +66,9 @@ def constrained_beam_search(model, batch: dict[str, Tensor], trie: SemanticIdTri
                 logp = torch.where(allowed.any(dim=-1, keepdim=True), logp, float("-inf"))  # a dead beam's row is NaN: keep it dead
             else:
                 logp = torch.log_softmax(logits.float(), dim=-1).masked_fill(~allowed, float("-inf"))  # mask BEFORE the top-k
+            if exclude is not None:  # after the softmax: a filter, not a renormalisation over the rest
+                blocked = trie.blocked(depth, rearrange(nodes, "(b w) -> b w", b=B), exclude)
+                logp = logp.masked_fill(rearrange(blocked, "b w k -> (b w) k"), float("-inf"))
             candidates = rearrange(scores[:, None] + logp, "(b w) k -> b (w k)", b=B)
             keep = min(beam_width, beams * K)
             top_scores, top_index = candidates.topk(keep, dim=1)                  # [B, keep], sorted

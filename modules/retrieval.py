@@ -31,10 +31,12 @@ def data_batch(data: SeqData, index: torch.Tensor, sem_ids: torch.Tensor, device
 def recommend(model: EncoderDecoderRetrievalModel, data: SeqData, sem_ids: torch.Tensor, trie: SemanticIdTrie,
               beam_width: int, top_k: int, batch_size: int, device: torch.device,
               index: torch.Tensor | None = None, progress: bool = False,
-              sort_by_length: bool = False) -> dict[str, torch.Tensor]:
+              sort_by_length: bool = False, exclude_history: bool = False) -> dict[str, torch.Tensor]:
     """Top-k for examples `index` (default: all) of a split: item_ids [M, top_k], sem_ids [M, top_k, T], scores [M, top_k].
     sort_by_length: chunks of users with similar history lengths, each trimmed to its longest history
-    (less padding to encode and to cache for cross-attention: larger chunks fit); same results, in `index` order."""
+    (less padding to encode and to cache for cross-attention: larger chunks fit); same results, in `index` order.
+    exclude_history: never return an item of the example's history (the model's input, its last
+    max_seq_len items); the ranking of the other items is unchanged."""
     index = torch.arange(len(data)) if index is None else index
     order = torch.argsort(data.history_lengths[index], stable=True) if sort_by_length else torch.arange(len(index))
     out = {"item_ids": [], "sem_ids": [], "scores": []}
@@ -42,21 +44,36 @@ def recommend(model: EncoderDecoderRetrievalModel, data: SeqData, sem_ids: torch
         batch = data_batch(data, chunk, sem_ids, device)
         if sort_by_length:
             batch = trim_history(batch, data.history_lengths[chunk].max())
-        found = constrained_beam_search(model, batch, trie, beam_width, top_k)
+        exclude = data.history_batch(chunk).to(device) if exclude_history else None  # [chunk, max_seq_len]
+        found = constrained_beam_search(model, batch, trie, beam_width, top_k, exclude)
         for k in out:
             out[k].append(found[k].cpu())
     unsort = torch.argsort(order)
     return {k: torch.cat(v)[unsort] for k, v in out.items()}
 
 
-def baseline_topk(train: SeqData, data: SeqData, k: int, index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def baseline_topk(train: SeqData, data: SeqData, k: int, index: torch.Tensor | None = None,
+                  exclude_history: bool = False) -> dict[str, torch.Tensor]:
     """The floors' top-k item ids [M, k] for examples `index` (default: all) of `data`, counted on the
     training split only: popularity (the most frequent training targets) and transition (for each
-    history's last item, the items that most often followed it; modules/transition.py)."""
-    last = data.last_items if index is None else data.last_items[index]  # [M]
-    popular = most_popular(train.targets, train.n_items, k)  # [k]
-    return {"popularity": popular.expand(len(last), -1),
-            "transition": transition_topk(train.last_items, train.targets, last, train.n_items, k)}
+    history's last item, the items that most often followed it; modules/transition.py).
+    exclude_history: as for `recommend`, each list skips the example's history items."""
+    index = torch.arange(len(data)) if index is None else index
+    last = data.last_items[index]  # [M]
+    history = data.history_batch(index) if exclude_history else None  # [M, max_seq_len]
+    wide = k + (history.shape[1] if exclude_history else 0)  # enough to fill k after dropping the history
+    ranked = {"popularity": most_popular(train.targets, train.n_items, wide).expand(len(last), -1),
+              "transition": transition_topk(train.last_items, train.targets, last, train.n_items, wide)}
+    return {name: top[:, :k] if history is None else drop_items(top, history, k) for name, top in ranked.items()}
+
+
+def drop_items(ranked: torch.Tensor, exclude: torch.Tensor, k: int) -> torch.Tensor:
+    """ranked [M, N] item ids, best first; exclude [M, E] (-1 = none) -> [M, k]: the first k of each row
+    that are not excluded, in order (-1 fills a row that runs out)."""
+    keep = ~(ranked[:, :, None] == exclude[:, None, :]).any(dim=-1) & (ranked >= 0)  # [M, N]
+    order = torch.argsort((~keep).int(), dim=1, stable=True)[:, :k]  # kept ones first, rank kept
+    picked = torch.gather(ranked, 1, order)
+    return picked.masked_fill(~torch.gather(keep, 1, order), -1)
 
 
 def retrieval_metrics(ranked_items: torch.Tensor, targets: torch.Tensor, env: DistEnv | None = None) -> dict[str, float]:

@@ -8,7 +8,8 @@ Every prefix of length d of some item's ID is a node at depth d, numbered 0..n_d
                                   at the last depth the "node" is the item id itself.
 
 so "which tokens may follow these prefixes" is one gather, batched on any device,
-and walking a full ID down the tables looks up its item id.
+and walking a full ID down the tables looks up its item id. `sizes[d][node]` counts the items
+under a node, so `blocked` can tell which prefixes lead only to items a user must not be shown.
 """
 from __future__ import annotations
 
@@ -33,16 +34,19 @@ class SemanticIdTrie:
         self.sem_ids = sem_ids
         node = torch.zeros(N, dtype=torch.long)  # node of each item's prefix at the current depth
         self.children: list[Tensor] = []
+        self.sizes: list[Tensor] = [torch.tensor([N])]  # sizes[d] [n_d]: items under each node at depth d
         for d in range(T):
             child = (torch.unique(sem_ids[:, : d + 1], dim=0, return_inverse=True)[1]
                      if d < T - 1 else torch.arange(N))
             table = torch.full((int(node.max()) + 1, K), -1, dtype=torch.long)
             table[node, sem_ids[:, d]] = child
             self.children.append(table)
+            self.sizes.append(torch.bincount(child))
             node = child
 
     def to(self, device: torch.device | str) -> "SemanticIdTrie":
         self.children = [t.to(device) for t in self.children]
+        self.sizes = [t.to(device) for t in self.sizes]
         self.sem_ids = self.sem_ids.to(device)
         return self
 
@@ -59,6 +63,25 @@ class SemanticIdTrie:
         valid = (nodes >= 0) & (codes >= 0) & (codes < self.codebook_size)
         out = table[nodes.clamp(min=0), codes.clamp(0, self.codebook_size - 1)]
         return torch.where(valid, out, -1)
+
+    def blocked(self, depth: int, nodes: Tensor, exclude: Tensor) -> Tensor:
+        """nodes [B, W] prefixes at `depth` (W beams per row), exclude [B, E] item ids per row (-1 = none)
+        -> bool [B, W, K]: the codes after which every completion is an excluded item of that row, so a
+        beam search that masks them never spends a beam on a prefix that can only end on excluded items."""
+        valid = exclude >= 0
+        first = ~torch.tril(exclude[:, :, None] == exclude[:, None, :], diagonal=-1).any(dim=-1)
+        distinct = valid & first                                                  # [B, E]: each item once
+        ids = self.sem_ids[exclude.clamp(min=0)]                                  # [B, E, T]
+        parent = torch.zeros_like(exclude)
+        for d in range(depth):
+            parent = self.next_nodes(d, parent, ids[..., d])                      # [B, E] node at `depth`
+        child = self.next_nodes(depth, parent, ids[..., depth])                   # [B, E] node at depth + 1
+        # excluded items under each child: when that is all of the child's items, its code is blocked
+        under = ((child[:, :, None] == child[:, None, :]) & distinct[:, None, :]).sum(dim=-1)  # [B, E]
+        full = distinct & (under == self.sizes[depth + 1][child.clamp(min=0)])
+        hits = (nodes[:, :, None] == parent[:, None, :]) & full[:, None, :]      # [B, W, E]
+        codes = torch.nn.functional.one_hot(ids[..., depth], self.codebook_size)  # [B, E, K]
+        return torch.einsum("bwe,bek->bwk", hits.float(), codes.float()) > 0
 
     def path_masks(self, ids: Tensor) -> Tensor:
         """ids [M, T] full semantic IDs of existing items -> bool [M, T, K]: at each depth, the codes that

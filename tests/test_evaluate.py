@@ -26,6 +26,7 @@ def test_evaluate_reports_exact_metrics_topk_file_and_one_user(stage1, capsys):
     for r in records:
         recs = [x["item_id"] for x in r["recommendations"]]
         assert len(recs) == 10 == len(set(recs))
+        assert not set(recs) & {h["item_id"] for h in r["history"]}  # the config's eval_exclude_history
         ranks.append(recs.index(r["target"]["item_id"]) if r["target"]["item_id"] in recs else None)
     for k in (1, 5, 10):
         assert result["tiger"][f"recall@{k}"] == pytest.approx(sum(x is not None and x < k for x in ranks) / 30)
@@ -35,13 +36,14 @@ def test_evaluate_reports_exact_metrics_topk_file_and_one_user(stage1, capsys):
     all_recs = {x["item_id"] for r in records for x in r["recommendations"]}
     assert result["tiger"]["coverage@10"] == pytest.approx(len(all_recs) / 40)
 
-    # Popularity floor, recomputed by counting the train split's targets.
+    # Popularity floor, recomputed by counting the train split's targets; each list skips the user's history.
     train = SeqData(str(stage1 / "amazon"), "amazon", "beauty", "train", cache_dir=str(stage1 / "cache"))
     counts = Counter(train.targets.tolist())
-    popular = sorted(range(40), key=lambda i: (-counts[i], i))[:10]
+    by_count = sorted(range(40), key=lambda i: (-counts[i], i))
+    popular = [[i for i in by_count if i not in {h["item_id"] for h in r["history"]}][:10] for r in records]
     test_targets = [r["target"]["item_id"] for r in records]
-    assert result["popularity"]["recall@10"] == pytest.approx(sum(t in popular for t in test_targets) / 30)
-    assert result["popularity"]["recall@1"] == pytest.approx(sum(t == popular[0] for t in test_targets) / 30)
+    assert result["popularity"]["recall@10"] == pytest.approx(sum(t in p for t, p in zip(test_targets, popular)) / 30)
+    assert result["popularity"]["recall@1"] == pytest.approx(sum(t == p[0] for t, p in zip(test_targets, popular)) / 30)
 
     # --user: that user's held-out test item and full history, with titles.
     user = result["user"]

@@ -319,6 +319,18 @@ def test_evaluate_asks_for_a_setting_an_older_run_did_not_record(stage1, command
     assert tree(stage1) == before
 
 
+def test_evaluate_takes_an_evaluation_setting_newer_than_the_run_from_the_config(stage1):
+    """A best.pt from before train.eval_exclude_history existed, read with a config that binds it."""
+    train_decoder.main(tiny_run_args(stage1, 10))
+    best = stage1 / "decoder" / "amazon-beauty" / "best.pt"
+    state = load_checkpoint(best)
+    manifest = state.pop("manifest")
+    del manifest["bindings"]["eval_exclude_history"]
+    save_checkpoint(best, state, step=manifest["step"], bindings=manifest["bindings"], metrics=manifest.get("metrics"))
+    result = evaluate.main(tiny_run_args(stage1, 10, ["--gin", "train.eval_exclude_history=False"]))
+    assert result["checkpoint_step"] == manifest["step"] and result["users"] > 0
+
+
 # ---------------------------------------------------------------- --help and --user
 
 @pytest.mark.parametrize("main, first_lines, options", [

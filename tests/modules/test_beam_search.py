@@ -102,6 +102,35 @@ def test_wide_beam_equals_exhaustive_teacher_forced_ranking(constrained):
     assert torch.equal(again["item_ids"], out["item_ids"])  # deterministic
 
 
+@pytest.mark.parametrize("constrained", [False, True])
+def test_excluded_items_leave_the_ranking_of_the_others_unchanged(constrained):
+    g = torch.Generator().manual_seed(1)
+    K, T, L = 8, 3, 5
+    # distinct two-code prefixes, then one more code: as with a collision token, most prefixes one item deep
+    catalogue = torch.cat([random_catalogue(30, 2, K, g), torch.randint(0, K, (30, 1), generator=g)], dim=1)
+    model = small_model(K, T, L, constrained)
+    for p in model.parameters():
+        p.data.mul_(8.0)
+    model.eval()
+    history = torch.randint(0, 30, (6, L), generator=g)
+    history[0, 2:] = -1
+    batch = sem_id_batch({"user_id": torch.arange(6), "history": history, "target": torch.zeros(6, dtype=torch.long)}, catalogue)
+    trie = SemanticIdTrie(catalogue, K)
+    scores = exhaustive_scores(model, batch, catalogue)  # [6, 30]
+    plain = constrained_beam_search(model, batch, trie, beam_width=30, top_k=10)
+    exclude = torch.cat([plain["item_ids"][:, :3], history], dim=1)  # each user's top 3 and history
+    out = constrained_beam_search(model, batch, trie, beam_width=30, top_k=10, exclude=exclude)
+    kept = scores.masked_fill(torch.zeros_like(scores, dtype=torch.bool).scatter(1, exclude.clamp(min=0), exclude >= 0),
+                              float("-inf"))
+    expected_scores, expected_items = kept.topk(10, dim=1)
+    assert torch.equal(out["item_ids"], expected_items)
+    torch.testing.assert_close(out["scores"], expected_scores, atol=1e-4, rtol=1e-4)  # not renormalised
+    # a narrow beam spends no slot on a prefix whose items are all excluded: still 10 items each
+    narrow = constrained_beam_search(model, batch, trie, beam_width=10, top_k=10, exclude=exclude)
+    assert (narrow["item_ids"] >= 0).all()
+    assert not (narrow["item_ids"][:, :, None] == exclude[:, None, :]).any()
+
+
 def test_tiny_model_overfits_tiny_data_to_recall_at_1():
     g = torch.Generator().manual_seed(0)
     K, T, L, n_users = 5, 4, 4, 12

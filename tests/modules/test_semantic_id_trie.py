@@ -47,6 +47,46 @@ def test_lookup_and_invalid_prefixes():
     assert trie.allowed(0, torch.zeros(1, dtype=torch.long))[0].tolist() == [True, False, True]
 
 
+def test_blocked_codes_on_a_hand_built_trie():
+    # items: 0 = (0,1,0), 1 = (0,1,1), 2 = (2,0,0), 3 = (0,2,0)
+    trie = SemanticIdTrie(torch.tensor([[0, 1, 0], [0, 1, 1], [2, 0, 0], [0, 2, 0]]), codebook_size=3)
+    root = torch.zeros(1, 1, dtype=torch.long)
+    # excluding item 2 (the only item under code 2) blocks code 2 at the root; item 0 has a sibling
+    blocked = trie.blocked(0, root, torch.tensor([[2, 0, -1]]))[0, 0]
+    assert blocked.tolist() == [False, False, True]
+    # items 0 and 1 are all of prefix (0,1): code 1 after (0) is blocked, code 2 (item 3) is not;
+    # a repeated id counts once and -1 is padding
+    node_0 = trie.next_nodes(0, torch.zeros(1, dtype=torch.long), torch.tensor([0]))
+    assert trie.blocked(1, node_0.view(1, 1), torch.tensor([[1, 0, 0, -1]]))[0, 0].tolist() == [False, True, False]
+    assert not trie.blocked(1, node_0.view(1, 1), torch.tensor([[1, 1, -1, -1]]))[0, 0].any()
+    # rows are users: each is blocked by its own items only
+    rows = trie.blocked(0, torch.zeros(2, 1, dtype=torch.long), torch.tensor([[2], [3]]))
+    assert rows[:, 0].tolist() == [[False, False, True], [False, False, False]]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_blocked_codes_match_brute_force(seed):
+    ids = random_catalogue(40, 3, 3, seed)
+    trie = SemanticIdTrie(ids, codebook_size=3)
+    g = torch.Generator().manual_seed(seed)
+    exclude = torch.randint(-1, len(ids), (6, 12), generator=g)  # [B, E] with padding and repeats
+    n_blocked = 0
+    for d in range(3):
+        prefixes = torch.unique(ids[:, :d], dim=0) if d else ids[:1, :0]  # every node at depth d
+        nodes = torch.zeros(len(prefixes), dtype=torch.long)
+        for level in range(d):
+            nodes = trie.next_nodes(level, nodes, prefixes[:, level])
+        blocked = trie.blocked(d, nodes.expand(6, -1), exclude)  # [6, n_d, K]
+        for b in range(6):
+            gone = set(exclude[b][exclude[b] >= 0].tolist())
+            for w, prefix in enumerate(prefixes):
+                for code in range(3):
+                    under = (ids[:, :d + 1] == torch.cat([prefix, torch.tensor([code])])).all(1).nonzero().flatten().tolist()
+                    assert bool(blocked[b, w, code]) == (len(under) > 0 and set(under) <= gone)
+        n_blocked += int(blocked.sum())
+    assert n_blocked > 6 * 3  # more than the excluded items' last codes alone: whole prefixes get blocked too
+
+
 def test_bad_catalogues_are_rejected():
     with pytest.raises(ValueError, match="share a semantic ID"):
         SemanticIdTrie(torch.tensor([[0, 1], [0, 1]]))
