@@ -10,9 +10,9 @@ Recall@1/5/10 and NDCG@5/10, the share of invalid IDs, catalogue coverage, and t
 floors counted on the training split: popularity (most frequent training targets), and the
 transition baseline ("the items that most often followed the user's last item",
 modules/transition.py). With train.eval_exclude_history all three skip the user's history items
-(in Amazon and MovieLens a user never meets the same item twice). `--user N` beam-searches that user alone and prints their history,
-held-out item and top-10 with titles; `--write-topk FILE` writes that for every user (as JSON
-lines). Last stdout line: one JSON object.
+(in Amazon and MovieLens a user never meets the same item twice). `--user N` beam-searches that
+user alone and prints their history, held-out item and top-10 with titles; `--write-topk FILE`
+writes that for every user (as JSON lines). Last stdout line: one JSON object.
 """
 from __future__ import annotations
 
@@ -177,7 +177,7 @@ def evaluate(argv: list[str]) -> dict:
     model_metrics = retrieval_metrics(ranked, data.targets)
     # The floors, counted on the training split only: popularity and the transition baseline.
     train_data = SeqData(*data_args, "train", cfg["max_seq_len"], cfg["cache_dir"])
-    floors = baseline_topk(train_data, data, top_k, exclude_history=cfg["eval_exclude_history"])  # {"popularity": [M, top_k], "transition": [M, top_k]}
+    floors = baseline_topk(train_data, data, top_k, exclude_history=cfg["eval_exclude_history"])  # name -> [M, top_k]
     floor_metrics = {name: retrieval_metrics(ranked_by, data.targets) for name, ranked_by in floors.items()}
     coverage = lambda items: len(torch.unique(items[items >= 0])) / tokenizer.n_items
 

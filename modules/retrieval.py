@@ -61,7 +61,7 @@ def baseline_topk(train: SeqData, data: SeqData, k: int, index: torch.Tensor | N
     index = torch.arange(len(data)) if index is None else index
     last = data.last_items[index]  # [M]
     history = data.history_batch(index) if exclude_history else None  # [M, max_seq_len]
-    wide = k + (history.shape[1] if exclude_history else 0)  # enough to fill k after dropping the history
+    wide = k if history is None else k + history.shape[1]  # enough to fill k after dropping the history
     ranked = {"popularity": most_popular(train.targets, train.n_items, wide).expand(len(last), -1),
               "transition": transition_topk(train.last_items, train.targets, last, train.n_items, wide)}
     return {name: top[:, :k] if history is None else drop_items(top, history, k) for name, top in ranked.items()}
