@@ -300,14 +300,21 @@ def test_evaluate_checks_the_precision_it_is_given(stage1, command):
     assert tree(stage1) == before
 
 
-def test_evaluate_asks_for_a_setting_an_older_run_did_not_record(stage1, command):
-    """A best.pt from before train.precision existed, read with a config that does not bind it."""
+def trained_run_without(stage1, binding: str) -> tuple:
+    """A 10-step decoder run whose best.pt is rewritten as if train.<binding> had not existed yet
+    -> (best.pt path, its manifest)."""
     train_decoder.main(tiny_run_args(stage1, 10))
     best = stage1 / "decoder" / "amazon-beauty" / "best.pt"
     state = load_checkpoint(best)
     manifest = state.pop("manifest")
-    del manifest["bindings"]["precision"]
+    del manifest["bindings"][binding]
     save_checkpoint(best, state, step=manifest["step"], bindings=manifest["bindings"], metrics=manifest.get("metrics"))
+    return best, manifest
+
+
+def test_evaluate_asks_for_a_setting_an_older_run_did_not_record(stage1, command):
+    """A best.pt from before train.precision existed, read with a config that does not bind it."""
+    best, _ = trained_run_without(stage1, "precision")
     config = stage1 / "old.gin"
     config.write_text("\n".join(line for line in Path(tiny_run_args(stage1, 10)[0]).read_text().splitlines()
                                 if not line.startswith("train.precision")))
@@ -321,12 +328,7 @@ def test_evaluate_asks_for_a_setting_an_older_run_did_not_record(stage1, command
 
 def test_evaluate_takes_an_evaluation_setting_newer_than_the_run_from_the_config(stage1):
     """A best.pt from before train.eval_exclude_history existed, read with a config that binds it."""
-    train_decoder.main(tiny_run_args(stage1, 10))
-    best = stage1 / "decoder" / "amazon-beauty" / "best.pt"
-    state = load_checkpoint(best)
-    manifest = state.pop("manifest")
-    del manifest["bindings"]["eval_exclude_history"]
-    save_checkpoint(best, state, step=manifest["step"], bindings=manifest["bindings"], metrics=manifest.get("metrics"))
+    _, manifest = trained_run_without(stage1, "eval_exclude_history")
     result = evaluate.main(tiny_run_args(stage1, 10, ["--gin", "train.eval_exclude_history=False"]))
     assert result["checkpoint_step"] == manifest["step"] and result["users"] > 0
 
