@@ -19,7 +19,6 @@ from __future__ import annotations
 import random
 import sys
 import time
-from pathlib import Path
 
 import gin
 import numpy as np
@@ -39,6 +38,7 @@ from modules.loss_watch import FirstNonFiniteStep
 from modules.progress import tqdm  # tqdm that says at the start when the run is estimated to take long
 from modules.quantize import FORWARD_MODES, annealed_temperature
 from modules.rqvae import RqVae
+from modules.run_folder import run_dir, tokenizer_path
 from modules.tokenizer import SemanticIdTokenizer, collision_stats
 
 # Bindings that may change between a run and its resumption (extend a run, switch logging).
@@ -131,8 +131,8 @@ def train(
     torch.manual_seed(seed + env.rank)
     np.random.seed(seed + env.rank)
     random.seed(seed + env.rank)
-    run_dir = Path(save_dir) / f"{dataset}-{split}"
-    checkpoint_path = run_dir / "checkpoint.pt"
+    out_dir = run_dir(save_dir, dataset, split)  # stage 2 reads <tokenizer_dir>/<dataset>-<split>/semantic_ids.pt
+    checkpoint_path = out_dir / "checkpoint.pt"
     bindings = gin_bindings(train)
     state = None
     if resume and checkpoint_path.exists():  # checked before the data: a refused resume embeds nothing
@@ -179,12 +179,12 @@ def train(
         if env.is_main:
             print(f"resumed from {checkpoint_path} at step {step}", file=sys.stderr)
     if env.is_main:  # only once the run is known to start or resume: a refused resume leaves config.gin alone
-        atomic_write_text(gin.operative_config_str(), run_dir / "config.gin")
+        atomic_write_text(gin.operative_config_str(), out_dir / "config.gin")
     ddp_model = wrap_ddp(model, env)  # gradients averaged over ranks; `model` stays the plain module
 
     wandb_run = None
     if use_wandb and env.is_main:
-        wandb_run = start_wandb_run(wandb_project, bindings, run_dir, f"rqvae-{dataset}-{split}")
+        wandb_run = start_wandb_run(wandb_project, bindings, out_dir, f"rqvae-{dataset}-{split}")
 
     def save(metrics: dict[str, float]) -> None:
         nonlocal last_saved_step
@@ -261,15 +261,15 @@ def train(
             "On Beauty 200 steps are enough (configs/rqvae_amazon_smoke.gin), 900 give 3.7% collisions",
             binding="iterations")
     tokenizer = SemanticIdTokenizer.from_rqvae(model, all_features, batch_size)
-    tokenizer_path = run_dir / "semantic_ids.pt"
+    ids_path = tokenizer_path(save_dir, dataset, split)
     if env.is_main:
-        tokenizer.save(tokenizer_path)
+        tokenizer.save(ids_path)
     barrier(env)  # the file exists on return on every rank
     if wandb_run is not None:
         wandb_run.finish()
     result = {**metrics, "step": step, "last_train_loss": train_loss, "n_items": tokenizer.n_items,
               "max_collision_token": int(tokenizer.sem_ids[:, -1].max()), "wall_time_s": round(time.time() - start_time, 1),
-              "device": str(device), "processes": env.world_size, "checkpoint": str(checkpoint_path), "semantic_ids": str(tokenizer_path)}
+              "device": str(device), "processes": env.world_size, "checkpoint": str(checkpoint_path), "semantic_ids": str(ids_path)}
     return result
 
 
