@@ -72,6 +72,7 @@ def train(
     weight_decay: float = 0.01,           # on linear maps only, never on embeddings, norms, biases
     lr_ramp_steps: int = 0,               # linear ramp of the lr from ~0 over these first steps
     lr_constant_steps: int = 10_000,      # then constant until here, then inverse square root (the paper)
+    lr_cooldown_steps: int = 0,           # then linearly to zero over the last steps of `iterations` (0 = none)
     grad_clip: float = 1.0,
     bucket_by_length: bool = False,       # batches of similar history length, trimmed: no padding work
     resident_data: bool = False,          # training examples on the device, gathered there (GPU path)
@@ -107,7 +108,10 @@ def train(
                    n_decoder_layers=n_decoder_layers, eval_every=eval_every, eval_batch_size=eval_batch_size,
                    max_seq_len=max_seq_len, valid_max_users=valid_max_users, num_threads=num_threads,
                    lr_constant_steps=lr_constant_steps)
-    check_non_negative(weight_decay=weight_decay, lr_ramp_steps=lr_ramp_steps)
+    check_non_negative(weight_decay=weight_decay, lr_ramp_steps=lr_ramp_steps, lr_cooldown_steps=lr_cooldown_steps)
+    if lr_cooldown_steps > iterations:
+        raise ConfigError(f"train.lr_cooldown_steps = {lr_cooldown_steps}: must be at most train.iterations = {iterations}",
+                          binding="lr_cooldown_steps")
     if not 0 <= dropout < 1:
         raise ConfigError(f"train.dropout = {dropout!r}: must be in [0, 1)", binding="dropout")
     if select_metric not in {f"{m}@{k}" for m in ("recall", "ndcg") for k in METRIC_KS}:
@@ -149,7 +153,7 @@ def train(
         n_encoder_layers=n_encoder_layers, n_decoder_layers=n_decoder_layers, dropout=dropout,
         constrained_softmax=constrained_softmax).to(dev)
     opt = build_optimizer(model, optimizer, learning_rate, weight_decay)
-    scheduler = ramp_then_inverse_sqrt(opt, lr_ramp_steps, lr_constant_steps)
+    scheduler = ramp_then_inverse_sqrt(opt, lr_ramp_steps, lr_constant_steps, lr_cooldown_steps, iterations)
     if env.is_main:
         print(f"{sum(p.numel() for p in model.parameters()):,} parameters; {len(train_data):,} train examples, "
               f"{len(valid_index):,} validation users; device {dev}, {env.world_size} process(es)", file=sys.stderr)
