@@ -29,7 +29,7 @@ import torch.distributed
 from data.processed import SeqData
 from modules.atomic_io import atomic_write_text
 from modules.batching import ResidentExamples, length_bucketed_batches, micro_batches, trim_history
-from modules.checkpointing import CheckpointError, check_resume_config, file_sha256, gin_bindings, load_checkpoint, save_checkpoint
+from modules.checkpointing import CheckpointError, check_resume_config, file_sha256, gin_bindings, gin_defaults, load_checkpoint, save_checkpoint
 from modules.distributed import (all_reduce_sum, barrier, init_distributed, rank_rng_states,
                                  restore_rank_rng_states, shard, wrap_ddp)
 from modules.errors import ConfigError
@@ -175,7 +175,8 @@ def train(
     if resume and last_path.exists():
         state = load_checkpoint(last_path, map_location=dev)
         # Longer training and evaluation settings may change; anything that shapes the run may not.
-        check_resume_config(state["manifest"], bindings, path=last_path, force=force_resume, ignore=RESUMABLE_CHANGES)
+        check_resume_config(state["manifest"], bindings, path=last_path, force=force_resume, ignore=RESUMABLE_CHANGES,
+                            defaults=gin_defaults(train))
         if state.get("tokenizer_sha256") != tokenizer_hash and not force_resume:  # stage 1 was rerun since
             raise CheckpointError(
                 f"refusing to resume from {last_path}: {run_dir(tokenizer_dir, dataset, split) / 'semantic_ids.pt'} "

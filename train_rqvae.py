@@ -27,7 +27,7 @@ import torch
 
 from data.processed import ItemData
 from modules.atomic_io import atomic_write_text
-from modules.checkpointing import CheckpointError, check_resume_config, gin_bindings, load_checkpoint, save_checkpoint
+from modules.checkpointing import CheckpointError, check_resume_config, gin_bindings, gin_defaults, load_checkpoint, save_checkpoint
 from modules.codebook_health import code_counts, codebook_perplexity, codebook_usage, restart_dead_codes
 from modules.distributed import (all_gather_cat, all_reduce_sum, barrier, broadcast_module, init_distributed,
                                  rank_rng_states, restore_rank_rng_states, shard, wrap_ddp)
@@ -138,7 +138,7 @@ def train(
     if resume and checkpoint_path.exists():  # checked before the data: a refused resume embeds nothing
         state = load_checkpoint(checkpoint_path, map_location=device)
         check_resume_config(state["manifest"], bindings, path=checkpoint_path, force=force_resume,
-                            ignore=RESUMABLE_CHANGES)
+                            ignore=RESUMABLE_CHANGES, defaults=gin_defaults(train))
 
     # ---- data: item content embeddings (+ collaborative vectors when bound); a held-out slice only for
     # the reconstruction loss

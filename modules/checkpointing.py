@@ -10,6 +10,7 @@ resume with different bindings is refused with the bindings named.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import random
@@ -28,6 +29,12 @@ from modules.errors import CheckpointError
 def gin_bindings(fn: Callable) -> dict[str, str]:
     """The run's configuration: the gin bindings of an entry point's `train()`, as strings."""
     return {k: repr(v) for k, v in sorted(gin.get_bindings(fn).items())}
+
+
+def gin_defaults(fn: Callable) -> dict[str, str]:
+    """The code defaults of `train()`'s arguments, as strings: what an unbound argument took."""
+    params = inspect.signature(inspect.unwrap(fn)).parameters
+    return {k: repr(p.default) for k, p in params.items() if p.default is not inspect.Parameter.empty}
 
 
 def config_hash(bindings: dict[str, str]) -> str:
@@ -124,11 +131,15 @@ def check_resume_config(
     path: str | os.PathLike,
     force: bool = False,
     ignore: Iterable[str] = (),
+    defaults: dict[str, str] | None = None,
 ) -> None:
-    """Refuse to resume a run whose bindings differ from the checkpoint's, naming each difference."""
-    ignore = set(ignore)
+    """Refuse to resume a run whose bindings differ from the checkpoint's, naming each difference.
+    `defaults` (gin_defaults): a binding one side lacks counts as the code default it ran with, so a
+    binding added to the configs after the run was written, at its default, is no difference."""
+    ignore, defaults = set(ignore), defaults or {}
     old = manifest.get("bindings", {})
-    differing = sorted(k for k in set(old) | set(bindings) if k not in ignore and old.get(k) != bindings.get(k))
+    differing = sorted(k for k in set(old) | set(bindings)
+                       if k not in ignore and old.get(k, defaults.get(k)) != bindings.get(k, defaults.get(k)))
     if differing and not force:
         details = "; ".join(f"train.{k}: {old.get(k, '<default>')} -> {bindings.get(k, '<default>')}" for k in differing)
         raise CheckpointError(

@@ -8,6 +8,7 @@ import torch
 from modules.checkpointing import (
     CheckpointError,
     check_resume_config,
+    gin_defaults,
     load_checkpoint,
     manifest_path,
     rng_state,
@@ -61,6 +62,31 @@ def test_resume_with_other_config_names_the_bindings(tmp_path):
         check_resume_config(manifest, {"lr": "0.2", "batch_size": "64"}, path=path)
     check_resume_config(manifest, {"lr": "0.2", "batch_size": "64"}, path=path, force=True)
     check_resume_config(manifest, {"lr": "0.1", "batch_size": "64", "wandb": "True"}, path=path, ignore={"wandb"})
+
+
+def test_a_binding_missing_on_one_side_counts_as_its_code_default(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    _save(path, bindings={"lr": "0.1"})  # written before `cooldown` was bound anywhere
+    manifest = load_checkpoint(path)["manifest"]
+    defaults = gin_defaults(_train_with_defaults)
+    check_resume_config(manifest, {"lr": "0.1", "cooldown": "0"}, path=path, defaults=defaults)  # bound at its default
+    with pytest.raises(CheckpointError, match=r"train\.cooldown: <default> -> 500"):
+        check_resume_config(manifest, {"lr": "0.1", "cooldown": "500"}, path=path, defaults=defaults)
+    with pytest.raises(CheckpointError, match=r"train\.cooldown: <default> -> 0"):  # no defaults given: any new binding differs
+        check_resume_config(manifest, {"lr": "0.1", "cooldown": "0"}, path=path)
+    with pytest.raises(CheckpointError, match=r"train\.lr: 0\.1 -> <default>"):  # unbound now: lr takes 0.01
+        check_resume_config(manifest, {}, path=path, defaults=defaults)
+
+
+def _train_with_defaults(lr: float = 0.01, cooldown: int = 0, dataset_folder: str = "raw_data") -> None:
+    pass
+
+
+def test_gin_defaults_of_the_entry_points_match_their_signatures():
+    import train_decoder
+    defaults = gin_defaults(train_decoder.train)
+    assert defaults["lr_cooldown_steps"] == "0" and defaults["learning_rate"] == "0.01"
+    assert gin_defaults(_train_with_defaults) == {"lr": "0.01", "cooldown": "0", "dataset_folder": "'raw_data'"}
 
 
 def test_rng_state_round_trip():
