@@ -94,13 +94,11 @@ def check_arms(arms: list[Arm], decoder_config: str, before: list[str], after: l
     `before` and `after`: the bindings around the arm's own on the run's command line."""
     import gin
 
-    import inspect
-
     import train_decoder
     from modules.errors import UserError
-    from modules.gin_cli import parse_gin_args
+    from modules.gin_cli import parse_gin_args, train_defaults
 
-    defaults = {name: p.default for name, p in inspect.signature(inspect.unwrap(train_decoder.train)).parameters.items()}
+    defaults = train_defaults(train_decoder.train)
     for arm in arms:
         gin.clear_config()
         try:

@@ -10,7 +10,6 @@ resume with different bindings is refused with the bindings named.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import random
@@ -24,6 +23,7 @@ import torch
 
 from modules.atomic_io import atomic_torch_save, atomic_write_text
 from modules.errors import CheckpointError
+from modules.gin_cli import train_defaults
 
 
 def gin_bindings(fn: Callable) -> dict[str, str]:
@@ -32,9 +32,8 @@ def gin_bindings(fn: Callable) -> dict[str, str]:
 
 
 def gin_defaults(fn: Callable) -> dict[str, str]:
-    """The code defaults of `train()`'s arguments, as strings: what an unbound argument took."""
-    params = inspect.signature(inspect.unwrap(fn)).parameters
-    return {k: repr(p.default) for k, p in params.items() if p.default is not inspect.Parameter.empty}
+    """The code defaults of `train()`'s arguments, as strings like gin_bindings': what an unbound argument took."""
+    return {k: repr(v) for k, v in train_defaults(fn).items()}
 
 
 def config_hash(bindings: dict[str, str]) -> str:

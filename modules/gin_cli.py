@@ -121,6 +121,12 @@ def train_parameters(fn: Callable) -> list[str]:
             if p.kind is not inspect.Parameter.VAR_KEYWORD]
 
 
+def train_defaults(fn: Callable) -> dict[str, Any]:
+    """The code defaults of an entry point's train(): the value an argument takes when nothing binds it."""
+    return {name: p.default for name, p in inspect.signature(inspect.unwrap(fn)).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
 def _configurable(fn: Callable) -> gin.config.Configurable:
     return next(c for _, c in gin.config._REGISTRY.items() if c.wrapper is fn)
 
