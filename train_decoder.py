@@ -4,7 +4,8 @@
 
 Reads the tokenizer of stage 1 (<tokenizer_dir>/<dataset>-<split>/semantic_ids.pt), trains on
 the leave-one-out train split, and every `eval_every` steps runs trie-constrained beam search
-on the VALIDATION split; best.pt is the best step by validation `select_metric`. The test
+on the VALIDATION split; best.pt is the best step by validation `select_metric` (with
+`ema_decay` > 0: of the moving average of the weights, which is what best.pt then holds). The test
 split is never loaded here (evaluate.py does that). Writes <save_dir>/<dataset>-<split>/:
 checkpoint.pt (last, for resuming), best.pt, config.gin. Last stdout line: one JSON object.
 
@@ -25,6 +26,7 @@ import time
 import gin
 import torch
 import torch.distributed
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from data.processed import SeqData
 from modules.atomic_io import atomic_write_text
@@ -74,6 +76,7 @@ def train(
     lr_constant_steps: int = 10_000,      # then constant until here, then inverse square root (the paper)
     lr_cooldown_steps: int = 0,           # then linearly to zero over the last steps of `iterations` (0 = none)
     grad_clip: float = 1.0,
+    ema_decay: float = 0.0,               # > 0: validation, best.pt and evaluate.py use a moving average of the weights
     bucket_by_length: bool = False,       # batches of similar history length, trimmed: no padding work
     resident_data: bool = False,          # training examples on the device, gathered there (GPU path)
     compile_model: bool = False,          # torch.compile the training forward
@@ -112,6 +115,8 @@ def train(
     if lr_cooldown_steps > iterations:
         raise ConfigError(f"train.lr_cooldown_steps = {lr_cooldown_steps}: must be at most train.iterations = {iterations}",
                           binding="lr_cooldown_steps")
+    if not 0 <= ema_decay < 1:
+        raise ConfigError(f"train.ema_decay = {ema_decay!r}: must be in [0, 1) (0: no averaging)", binding="ema_decay")
     if not 0 <= dropout < 1:
         raise ConfigError(f"train.dropout = {dropout!r}: must be in [0, 1)", binding="dropout")
     if select_metric not in {f"{m}@{k}" for m in ("recall", "ndcg") for k in METRIC_KS}:
@@ -154,6 +159,11 @@ def train(
         constrained_softmax=constrained_softmax).to(dev)
     opt = build_optimizer(model, optimizer, learning_rate, weight_decay)
     scheduler = ramp_then_inverse_sqrt(opt, lr_ramp_steps, lr_constant_steps, lr_cooldown_steps, iterations)
+    # Polyak averaging (Polyak & Juditsky 1992) as an exponential moving average: after every step
+    # averaged <- ema_decay * averaged + (1 - ema_decay) * weights. Training never reads it; validation
+    # selects on it and best.pt holds it, so evaluate.py reports the weights validation chose.
+    averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay)) if ema_decay else None
+    evaluated = averaged.module if averaged is not None else model  # the weights validation reads
     if env.is_main:
         print(f"{sum(p.numel() for p in model.parameters()):,} parameters; {len(train_data):,} train examples, "
               f"{len(valid_index):,} validation users; device {dev}, {env.world_size} process(es)", file=sys.stderr)
@@ -188,6 +198,8 @@ def train(
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if averaged is not None:
+            averaged.load_state_dict(state["ema"])
         step, best, history = state["step"], json.loads(state["best"]), json.loads(state.get("history", "[]"))
         seconds_before = history[-1]["wall_seconds"] if history else 0.0
         restore_rank_rng_states(state["rng"], env)
@@ -249,6 +261,8 @@ def train(
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         opt.step()
         scheduler.step()
+        if averaged is not None:
+            averaged.update_parameters(model)
         step += 1
         nonfinite.update(loss, step)
         loss_sum += loss.detach()
@@ -265,12 +279,12 @@ def train(
                                "train/lr": scheduler.get_last_lr()[0]}, step=step)
         if evaluating:
             eval_start = time.time()
-            model.eval()
+            evaluated.eval()
             with autocast:
-                found = recommend(model, valid_data, sem_ids, trie, eval_beam_width, max(METRIC_KS),
+                found = recommend(evaluated, valid_data, sem_ids, trie, eval_beam_width, max(METRIC_KS),
                                   eval_batch_size, dev, valid_shard, sort_by_length=eval_sort_by_length,
                                   exclude_history=eval_exclude_history)
-                nll_sums, nll_count = level_nll_sums(model, (data_batch(valid_data, chunk, sem_ids, dev)
+                nll_sums, nll_count = level_nll_sums(evaluated, (data_batch(valid_data, chunk, sem_ids, dev)
                                                              for chunk in valid_shard.split(eval_batch_size)), trie)
             metrics = retrieval_metrics(found["item_ids"], valid_data.targets[valid_shard], env)
             ranked = found["item_ids"].to(dev)
@@ -301,12 +315,13 @@ def train(
             rng = rank_rng_states(env)  # a collective: every rank gets here
             if env.is_main:
                 if is_best:
-                    save_checkpoint(best_path, {"model": model.state_dict(), "model_kwargs": model.kwargs},
+                    save_checkpoint(best_path, {"model": evaluated.state_dict(), "model_kwargs": model.kwargs},
                                     step=step, bindings=bindings, metrics=metrics)
                 save_checkpoint(last_path, {
                     "model": model.state_dict(), "model_kwargs": model.kwargs, "optimizer": opt.state_dict(),
                     "scheduler": scheduler.state_dict(), "step": step, "rng": rng, "best": json.dumps(best),
                     "history": json.dumps(history), "tokenizer_sha256": tokenizer_hash,
+                    **({"ema": averaged.state_dict()} if averaged is not None else {}),
                 }, step=step, bindings=bindings, metrics=metrics)
             last_saved_step = step
             eval_seconds += time.time() - eval_start

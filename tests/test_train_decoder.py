@@ -119,3 +119,34 @@ def test_curve_and_baselines_are_written_and_kept_across_resume(stage1, capsys):
     baselines = json.loads((folder / "baselines.json").read_text())
     assert set(baselines) == {"popularity", "transition", "prior_nll"} and len(baselines["prior_nll"]) == 4
     assert 0 <= baselines["transition"]["recall@10"] <= 1
+
+
+def test_ema_is_the_moving_average_validated_saved_and_resumed(stage1, capsys):
+    # Raw weights after steps 1, 2, 3 of a run without averaging (eval_every=1: a checkpoint per step).
+    raw = []
+    for steps in (1, 2, 3):
+        run(tiny_run_args(stage1, steps, ["--gin", "train.eval_every=1"]), capsys)
+        raw.append(torch.load(stage1 / "decoder" / "amazon-beauty" / "checkpoint.pt", weights_only=True)["model"])
+    # e_1 = w_1, e_t = 0.5 e_{t-1} + 0.5 w_t
+    expected = {1: raw[0], 2: {k: 0.5 * raw[0][k] + 0.5 * raw[1][k] for k in raw[0]}}
+    expected[3] = {k: 0.5 * expected[2][k] + 0.5 * raw[2][k] for k in raw[0]}
+    # The same run with ema_decay 0.5, stopped after step 2 and resumed to step 3.
+    ema_args = ["--gin", "train.eval_every=1", "--gin", "train.ema_decay=0.5", "--gin", f'train.save_dir="{stage1 / "ema"}"']
+    run(tiny_run_args(stage1, 2, ema_args), capsys)
+    result = run(tiny_run_args(stage1, 3, ema_args), capsys)
+    state = torch.load(stage1 / "ema" / "amazon-beauty" / "checkpoint.pt", weights_only=True)
+    averaged = {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
+    assert set(averaged) == set(raw[2])
+    assert any(not torch.equal(averaged[k], raw[2][k]) for k in raw[2])
+    for k in raw[2]:
+        torch.testing.assert_close(state["model"][k], raw[2][k], rtol=0, atol=0)  # averaging never touches training
+        torch.testing.assert_close(averaged[k], expected[3][k])
+    # Validation reads the average: the same NLL as the raw run at step 1 (e_1 = w_1), another one at step 3.
+    curves = [[json.loads(line) for line in (stage1 / d / "amazon-beauty" / "curve.jsonl").read_text().splitlines()]
+              for d in ("decoder", "ema")]
+    assert [r["step"] for r in curves[0]] == [r["step"] for r in curves[1]] == [1, 2, 3]
+    assert curves[1][0]["nll_level_0"] == curves[0][0]["nll_level_0"]
+    assert curves[1][2]["nll_level_0"] != curves[0][2]["nll_level_0"]
+    best = torch.load(result["best_checkpoint"], weights_only=True)  # the average validation chose, not raw weights
+    for k in raw[2]:
+        torch.testing.assert_close(best["model"][k], expected[best["manifest"]["step"]][k])
