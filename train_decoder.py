@@ -19,6 +19,7 @@ rank 0 logs and writes every file.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import sys
 import time
@@ -26,7 +27,6 @@ import time
 import gin
 import torch
 import torch.distributed
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from data.processed import SeqData
 from modules.atomic_io import atomic_write_text
@@ -159,11 +159,14 @@ def train(
         constrained_softmax=constrained_softmax).to(dev)
     opt = build_optimizer(model, optimizer, learning_rate, weight_decay)
     scheduler = ramp_then_inverse_sqrt(opt, lr_ramp_steps, lr_constant_steps, lr_cooldown_steps, iterations)
-    # Polyak averaging (Polyak & Juditsky 1992) as an exponential moving average: after every step
-    # averaged <- ema_decay * averaged + (1 - ema_decay) * weights. Training never reads it; validation
-    # selects on it and best.pt holds it, so evaluate.py reports the weights validation chose.
-    averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay)) if ema_decay else None
-    evaluated = averaged.module if averaged is not None else model  # the weights validation reads
+    # An exponential moving average of the weights (Polyak averaging, Polyak & Juditsky 1992, with an
+    # exponential window): the first step's weights, then averaged <- ema_decay * averaged + (1 - ema_decay)
+    # * weights after every step. Training never reads it; validation selects on it and best.pt holds it,
+    # so evaluate.py reports the weights validation chose. (Not torch's AveragedModel: its update copies a
+    # step counter from the host to the device every step, which on CUDA waits for the GPU.)
+    averaged = copy.deepcopy(model).requires_grad_(False) if ema_decay else None
+    ema_pairs = (list(averaged.parameters()), list(model.parameters())) if averaged is not None else None
+    evaluated = averaged if averaged is not None else model  # the weights validation reads
     if env.is_main:
         print(f"{sum(p.numel() for p in model.parameters()):,} parameters; {len(train_data):,} train examples, "
               f"{len(valid_index):,} validation users; device {dev}, {env.world_size} process(es)", file=sys.stderr)
@@ -261,8 +264,8 @@ def train(
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         opt.step()
         scheduler.step()
-        if averaged is not None:
-            averaged.update_parameters(model)
+        if averaged is not None:  # one fused update; weight 1 at the first step copies the weights exactly
+            torch._foreach_lerp_(*ema_pairs, 1.0 if step == 0 else 1 - ema_decay)
         step += 1
         nonfinite.update(loss, step)
         loss_sum += loss.detach()
