@@ -1,0 +1,95 @@
+"""Where TIGER wins and loses against the transition baseline, by what the training split knows about
+each user's (last history item -> held-out item) pair.
+
+    python evaluate.py configs/decoder_amazon_cpu.gin --split valid --write-topk topk.jsonl [--gin ...]
+    python -m bench.transition_gap --root ../shared/data/amazon --cache-dir cache topk.jsonl [topk2.jsonl ...] \
+        [--label NAME ...] [--eval-split valid]
+
+One markdown row per bucket and top-k file: users, their share, and NDCG@10 / Recall@10 of the model
+(read from evaluate.py's --write-topk file) and of the transition baseline (recomputed here exactly as
+evaluate.py does, history skipped unless --keep-history). The buckets: the pair was a training example
+at least twice, once, never (but the last item has training successors), or the last item never ends a
+training history. The transition baseline can only win where the pair was seen; the rows say how much
+of the model's gap to it sits there.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from data.processed import SeqData
+from modules.retrieval import baseline_topk, retrieval_metrics
+
+TOP_K = 10
+
+
+def pair_buckets(train_last: Tensor, train_targets: Tensor, last: Tensor, targets: Tensor,
+                 n_items: int) -> dict[str, Tensor]:
+    """Training examples (last [M], target [M]) and evaluated users (last [N], target [N]) ->
+    {bucket name: bool mask [N]}; the buckets partition the users."""
+    pairs, counts = torch.unique(train_last * n_items + train_targets, return_counts=True)  # sorted
+    key = last * n_items + targets  # [N]
+    at = torch.searchsorted(pairs, key).clamp(max=len(pairs) - 1)
+    seen = torch.where(pairs[at] == key, counts[at], 0)  # [N] times the pair was a training example
+    has_successors = torch.bincount(train_last, minlength=n_items)[last] > 0  # [N]
+    return {"pair seen >= 2 times in training": seen >= 2,
+            "pair seen once": seen == 1,
+            "pair unseen, last item has successors": (seen == 0) & has_successors,
+            "last item never ends a training history": ~has_successors}
+
+
+def read_topk(path: str | Path, targets: Tensor) -> Tensor:
+    """evaluate.py --write-topk JSON lines (one per user, the split's order) -> item ids [N, TOP_K] (-1 pads)."""
+    rows = []
+    with open(path) as f:
+        for line_number, line in enumerate(f, 1):
+            record = json.loads(line)
+            items = [r["item_id"] for r in record["recommendations"]][:TOP_K]
+            if line_number > len(targets) or record["target"]["item_id"] != int(targets[line_number - 1]):
+                raise SystemExit(f"{path}:{line_number}: not the --eval-split's user order (another split or data set?)")
+            rows.append(items + [-1] * (TOP_K - len(items)))
+    if len(rows) != len(targets):
+        raise SystemExit(f"{path}: {len(rows)} users, the split has {len(targets)}")
+    return torch.tensor(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("topk_files", nargs="+", help="evaluate.py --write-topk outputs")
+    parser.add_argument("--root", required=True, help="the data set folder (train.dataset_folder)")
+    parser.add_argument("--cache-dir", required=True)
+    parser.add_argument("--dataset", default="amazon")
+    parser.add_argument("--split", default="beauty")
+    parser.add_argument("--max-seq-len", type=int, default=20, help="train.max_seq_len of the evaluated run")
+    parser.add_argument("--eval-split", choices=("valid", "test"), default="valid")
+    parser.add_argument("--keep-history", action="store_true", help="the run bound train.eval_exclude_history=False")
+    parser.add_argument("--label", action="append", help="one per file, in order (default: the file name)")
+    args = parser.parse_args(argv)
+    labels = args.label or [Path(p).stem for p in args.topk_files]
+    if len(labels) != len(args.topk_files):
+        parser.error(f"{len(labels)} --label for {len(args.topk_files)} files")
+
+    data_args = (args.root, args.dataset, args.split)
+    train = SeqData(*data_args, "train", args.max_seq_len, args.cache_dir)
+    data = SeqData(*data_args, args.eval_split, args.max_seq_len, args.cache_dir)
+    transition = baseline_topk(train, data, TOP_K, exclude_history=not args.keep_history)["transition"]
+    buckets = pair_buckets(train.last_items, train.targets, data.last_items, data.targets, train.n_items)
+    print(f"| model | bucket ({args.eval_split}) | users | share | NDCG@10 | transition NDCG@10 | Recall@10 | "
+          "transition Recall@10 |\n|---|---|---:|---:|---:|---:|---:|---:|")
+    for label, path in zip(labels, args.topk_files):
+        ranked = read_topk(path, data.targets)
+        for name, mask in [*buckets.items(), ("all", torch.ones(len(data), dtype=torch.bool))]:
+            if not mask.any():
+                continue
+            model = retrieval_metrics(ranked[mask], data.targets[mask])
+            floor = retrieval_metrics(transition[mask], data.targets[mask])
+            print(f"| {label} | {name} | {int(mask.sum()):,} | {mask.float().mean():.1%} | {model['ndcg@10']:.4f} | "
+                  f"{floor['ndcg@10']:.4f} | {model['recall@10']:.4f} | {floor['recall@10']:.4f} |")
+
+
+if __name__ == "__main__":
+    main()
