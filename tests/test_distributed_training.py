@@ -62,7 +62,8 @@ def test_rqvae_two_processes_match_one(tmp_path, capsys):
 
     # Step 1 from scratch: k-means++ seeds differ per rank, so rank 0's codebooks must be broadcast
     # (clusters of several items here, one Lloyd step: a rank with other codebooks has another loss).
-    first = ["train.codebook_size=16", "train.batch_size=32", "train.kmeans_iters=1"]
+    lr = 0.003
+    first = ["train.codebook_size=16", "train.batch_size=32", "train.kmeans_iters=1", f"train.learning_rate={lr}"]
     one = train_rqvae.main(args("one", "train.num_threads=1", "train.iterations=1", *first))
     two = result_line(torchrun("train_rqvae.py", args("two", "train.iterations=1", *first)))
     assert two["processes"] == 2 and one["processes"] == 1
@@ -74,7 +75,7 @@ def test_rqvae_two_processes_match_one(tmp_path, capsys):
     # into moves of up to the learning rate. Everything else matches.
     assert_same_parameters({k: v for k, v in a.items() if "codebook" not in k}, {k: v for k, v in b.items() if "codebook" not in k})
     for k in ("levels.0.codebook", "levels.1.codebook", "levels.2.codebook"):
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=2 * 0.003, msg=k)  # each run moved < lr
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=2 * lr, msg=k)  # each run moved < lr
 
     # Steps 2-6 from one step-1 checkpoint in both: gradients averaged over ranks, two dead-code restarts
     # decided on rank 0 from the gathered residuals, an evaluation: the same run.
