@@ -53,7 +53,8 @@ def time_step(bindings: dict, micro_batch_size: int | None, device: torch.device
         n_levels=N_LEVELS, codebook_size=CODEBOOK_SIZE, max_history=max_seq_len, n_user_buckets=bindings["n_user_buckets"],
         d_model=bindings["d_model"], n_heads=bindings["n_heads"], d_head=bindings["d_head"], ff_dim=bindings["ff_dim"],
         n_encoder_layers=bindings["n_encoder_layers"], n_decoder_layers=bindings["n_decoder_layers"],
-        dropout=bindings["dropout"]).to(device)
+        dropout=bindings["dropout"], n_item_buckets=bindings["n_item_buckets"],
+        item_token_dropout=bindings["item_token_dropout"]).to(device)
     opt = build_optimizer(model, bindings["optimizer"], bindings["learning_rate"], bindings["weight_decay"])
     autocast = modules.precision.autocast(device, bindings["precision"])
     batch = synthetic_batch(bindings["batch_size"], max_seq_len, bindings["n_user_buckets"], device,

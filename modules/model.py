@@ -1,6 +1,7 @@
 """TIGER's sequence-to-sequence retrieval model (Rajput et al. 2023, Sec. 3.2).
 
-    encoder input   [user token, c_1^0 c_1^1 c_1^2 c_1^3, c_2^0 ..., c_L^3]   (item i's semantic ID c_i)
+    encoder input   [user token, c_1^0 c_1^1 c_1^2 c_1^3, c_2^0 ..., c_L^3]   (item i's semantic ID c_i;
+                    with n_item_buckets > 0 each of its tokens also gets its hashed item token, not the paper's)
     decoder input   [BOS, c^0, c^1, c^2]   (teacher forcing)
     decoder output  logits of c^0, c^1, c^2, c^3 of the next item
 
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from modules.embedding import SemIdEmbedder, UserIdEmbedder
+from modules.embedding import ItemIdEmbedder, SemIdEmbedder, UserIdEmbedder
 from modules.transformer import Decoder, Encoder
 
 
@@ -33,6 +34,8 @@ class EncoderDecoderRetrievalModel(nn.Module):
         n_decoder_layers: int = 4,
         dropout: float = 0.1,
         constrained_softmax: bool = False,
+        n_item_buckets: int = 0,
+        item_token_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         # Kept so a checkpoint can rebuild the model without the gin file.
@@ -40,7 +43,8 @@ class EncoderDecoderRetrievalModel(nn.Module):
             n_levels=n_levels, codebook_size=codebook_size, max_history=max_history, n_user_buckets=n_user_buckets,
             d_model=d_model, n_heads=n_heads, d_head=d_head, ff_dim=ff_dim,
             n_encoder_layers=n_encoder_layers, n_decoder_layers=n_decoder_layers, dropout=dropout,
-            constrained_softmax=constrained_softmax,
+            constrained_softmax=constrained_softmax, n_item_buckets=n_item_buckets,
+            item_token_dropout=item_token_dropout,
         )
         # True: each position's softmax runs over the codes that extend the prefix to an existing item's ID
         # only (in training, teacher-forced along the target's own prefix; in beam search, along each beam's),
@@ -51,6 +55,13 @@ class EncoderDecoderRetrievalModel(nn.Module):
         self.n_levels, self.codebook_size, self.max_history = n_levels, codebook_size, max_history
         self.sem_id_emb = SemIdEmbedder(n_levels, codebook_size, d_model)
         self.user_emb = UserIdEmbedder(n_user_buckets, d_model)
+        # 0: the paper's encoder, items seen through their codes only. > 0: each history item's tokens also
+        # get a free vector of its whole ID (hashed), room to memorise item-to-item transitions.
+        self.item_emb = ItemIdEmbedder(n_item_buckets, codebook_size, d_model) if n_item_buckets else None
+        # In training, each history item loses its item token with this probability (not rescaled: the item is
+        # then seen through its codes alone), so the code pathway that generalises to unseen pairs keeps
+        # learning instead of leaning on the memorised shortcut (DropoutNet, Volkovs et al., NeurIPS 2017).
+        self.item_token_dropout = item_token_dropout
         self.item_pos_emb = nn.Embedding(max_history, d_model)  # how recent the item a token belongs to is
         self.level_emb = nn.Embedding(n_levels, d_model)        # which of the item's T tokens it is
         self.decoder_pos_emb = nn.Embedding(n_levels, d_model)
@@ -62,6 +73,8 @@ class EncoderDecoderRetrievalModel(nn.Module):
         self.head = nn.Parameter(torch.empty(n_levels, codebook_size, d_model))
         self.apply(self._init)
         nn.init.normal_(self.head, std=d_model ** -0.5)  # a linear map from d_model: fan-in scaled too
+        if self.item_emb is not None:
+            self.item_emb.reset_parameters()  # zeros: an item starts as its codes, as in the paper
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -88,6 +101,11 @@ class EncoderDecoderRetrievalModel(nn.Module):
         x = (self.sem_id_emb(self.sem_id_emb.tokens(history, levels))
              + rearrange(self.item_pos_emb(recency_positions(history)), "b l d -> b l 1 d")
              + self.level_emb(levels))
+        if self.item_emb is not None:
+            items = self.item_emb(history)  # [B, L, D]; padding items: masked below
+            if self.training and self.item_token_dropout > 0:
+                items = items * (torch.rand(B, L, 1, device=items.device) >= self.item_token_dropout)
+            x = x + rearrange(items, "b l d -> b l 1 d")
         x = torch.cat([rearrange(self.user_emb(user_ids), "b d -> b 1 d"), rearrange(x, "b l t d -> b (l t) d")], dim=1)
         padding = torch.cat([torch.zeros(B, 1, dtype=torch.bool, device=history.device),
                              rearrange(history < 0, "b l t -> b (l t)")], dim=1)

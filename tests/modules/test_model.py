@@ -80,3 +80,46 @@ def test_the_most_recent_item_has_the_same_position_whatever_the_history_length(
     mem_long, _ = model.encode(users, long)
     # token 0 is the user; tokens 1-2 are the short history's only item, tokens 5-6 the long one's last
     torch.testing.assert_close(mem_short[:, 1:3], mem_long[:, 5:7])
+
+
+def test_item_tokens_start_as_the_papers_encoder():
+    # n_item_buckets > 0 adds a zero-initialised table: before training, the outputs are those of the same
+    # weights without it.
+    model = tiny_model(n_item_buckets=31).eval()
+    g = torch.Generator().manual_seed(5)
+    history = torch.randint(0, 5, (2, 4, 4), generator=g)
+    target = torch.randint(0, 5, (2, 4), generator=g)
+    users = torch.tensor([0, 1])
+    with_items = model(users, history, target)
+    model.item_emb = None
+    torch.testing.assert_close(with_items, model(users, history, target))
+
+
+def test_item_tokens_reach_the_output_and_ignore_padding():
+    model = tiny_model(n_item_buckets=31).eval()
+    g = torch.Generator().manual_seed(6)
+    history = torch.randint(0, 5, (2, 3, 4), generator=g)
+    history[0, 2] = -1
+    target = torch.randint(0, 5, (2, 4), generator=g)
+    users = torch.tensor([0, 1])
+    before = model(users, history, target)
+    torch.nn.init.normal_(model.item_emb.emb.weight, generator=g)
+    after = model(users, history, target)
+    assert (after - before).abs().max() > 1e-2
+    padded = torch.cat([history, torch.full((2, 2, 4), -1)], dim=1)
+    torch.testing.assert_close(model(users, padded, target), after, atol=1e-5, rtol=1e-5)
+
+
+def test_item_token_dropout_hides_item_tokens_in_training_only():
+    g = torch.Generator().manual_seed(7)
+    history = torch.randint(0, 5, (2, 3, 4), generator=g)
+    target = torch.randint(0, 5, (2, 4), generator=g)
+    users = torch.tensor([0, 1])
+    model = tiny_model(n_item_buckets=31, item_token_dropout=1.0, dropout=0.0)
+    torch.nn.init.normal_(model.item_emb.emb.weight, generator=g)
+    with_items_eval = model.eval()(users, history, target)
+    hidden_train = model.train()(users, history, target)
+    model.item_emb = None
+    without_items = model(users, history, target)
+    torch.testing.assert_close(hidden_train, without_items)  # p = 1: every item token dropped in training
+    assert (with_items_eval - without_items).abs().max() > 1e-2  # evaluation always reads them
