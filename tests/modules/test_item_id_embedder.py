@@ -31,3 +31,11 @@ def test_the_table_starts_at_zero_after_reset():
     embedder = ItemIdEmbedder(11, 8, 4)
     embedder.reset_parameters()
     assert torch.equal(embedder(torch.tensor([[1, 2, 3, 0]])), torch.zeros(1, 4))
+
+
+def test_compiled_training_hashes_like_eager_evaluation():
+    # With train.compile_model the training forward is compiled and beam search is not: the hash relies on
+    # int64 multiplication wrapping around, which both must do alike or the two would read other buckets.
+    embedder = ItemIdEmbedder(1 << 16, 256, 4)
+    codes = torch.randint(0, 256, (512, 20, 4), generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(torch.compile(embedder.buckets)(codes), embedder.buckets(codes), rtol=0, atol=0)
