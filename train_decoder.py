@@ -82,7 +82,7 @@ def train(
     compile_model: bool = False,          # torch.compile the training forward
     precision: str = "auto",              # "auto" (bf16 autocast on CUDA, fp32 on CPU) | "bf16" | "fp32"
     n_user_buckets: int = 2000,
-    n_item_buckets: int = 0,              # > 0: hashed item tokens added to the history's codes (not the paper's)
+    item_tokens: bool = False,            # a free vector per item added to the history's codes (not the paper's)
     item_token_dropout: float = 0.0,      # training: probability that a history item loses its item token
     d_model: int = 128,
     n_heads: int = 6,
@@ -113,7 +113,7 @@ def train(
                    n_decoder_layers=n_decoder_layers, eval_every=eval_every, eval_batch_size=eval_batch_size,
                    max_seq_len=max_seq_len, valid_max_users=valid_max_users, num_threads=num_threads,
                    lr_constant_steps=lr_constant_steps)
-    check_non_negative(n_item_buckets=n_item_buckets, weight_decay=weight_decay, lr_ramp_steps=lr_ramp_steps, lr_cooldown_steps=lr_cooldown_steps)
+    check_non_negative(weight_decay=weight_decay, lr_ramp_steps=lr_ramp_steps, lr_cooldown_steps=lr_cooldown_steps)
     if lr_cooldown_steps > iterations:
         raise ConfigError(f"train.lr_cooldown_steps = {lr_cooldown_steps}: must be at most train.iterations = {iterations}",
                           binding="lr_cooldown_steps")
@@ -160,8 +160,10 @@ def train(
         n_levels=sem_ids.shape[1], codebook_size=tokenizer.codebook_size, max_history=train_data.max_seq_len,
         n_user_buckets=n_user_buckets, d_model=d_model, n_heads=n_heads, d_head=d_head, ff_dim=ff_dim,
         n_encoder_layers=n_encoder_layers, n_decoder_layers=n_decoder_layers, dropout=dropout,
-        constrained_softmax=constrained_softmax, n_item_buckets=n_item_buckets,
+        constrained_softmax=constrained_softmax, n_items=tokenizer.n_items if item_tokens else 0,
         item_token_dropout=item_token_dropout).to(dev)
+    if model.item_emb is not None:
+        model.item_emb.index(sem_ids)  # before the moving average's copy: both read the same rows
     opt = build_optimizer(model, optimizer, learning_rate, weight_decay)
     scheduler = ramp_then_inverse_sqrt(opt, lr_ramp_steps, lr_constant_steps, lr_cooldown_steps, iterations)
     # An exponential moving average of the weights (Polyak averaging, Polyak & Juditsky 1992, with an

@@ -4,7 +4,7 @@
         [--micro-batch 32,none] [--gin BINDING ...] [--json FILE]
 
 The model, batch, micro-batches, optimiser and precision are the config's (`--gin` overrides, as
-train_decoder.py takes them); the examples are synthetic: random semantic IDs, every history at the
+train_decoder.py takes them); the examples are synthetic: random items of a random catalogue, every history at the
 config's max_seq_len (MovieLens: 200 items, an 801-token encoder input; the worst case, 159 on
 average in ML-32M), so no data set or tokenizer is needed and any machine can time the real step.
 Each step is the one train_decoder.py takes: per micro-batch forward (autocast), size-weighted loss
@@ -34,31 +34,35 @@ from modules.model import EncoderDecoderRetrievalModel
 from modules.optimizer import build_optimizer
 
 N_LEVELS, CODEBOOK_SIZE = 4, 256  # 3 RQ-VAE codes + the collision token, as stage 1 writes them
+N_ITEMS = 12_101                  # a catalogue of Beauty's size (random IDs)
 PAPER_STEPS = 400_000
 
 
-def synthetic_batch(batch_size: int, max_seq_len: int, n_user_buckets: int, device: torch.device,
-                    generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """user_ids [B], history [B, L, T] (every position filled), target [B, T]: random codes."""
-    codes = lambda *shape: torch.randint(0, CODEBOOK_SIZE, shape, generator=generator)
+def synthetic_batch(catalogue: torch.Tensor, batch_size: int, max_seq_len: int, n_user_buckets: int,
+                    device: torch.device, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """catalogue [n_items, T] -> user_ids [B], history [B, L, T] (every position filled), target [B, T]: random items."""
+    items = lambda *shape: catalogue[torch.randint(0, len(catalogue), shape, generator=generator)]
     batch = {"user_ids": torch.randint(0, 10 * n_user_buckets, (batch_size,), generator=generator),
-             "history": codes(batch_size, max_seq_len, N_LEVELS), "target": codes(batch_size, N_LEVELS)}
+             "history": items(batch_size, max_seq_len), "target": items(batch_size)}
     return {k: v.to(device) for k, v in batch.items()}
 
 
 def time_step(bindings: dict, micro_batch_size: int | None, device: torch.device, steps: int, warmup: int = 2) -> dict:
     torch.manual_seed(bindings["seed"])
+    generator = torch.Generator().manual_seed(0)
+    catalogue = torch.randint(0, CODEBOOK_SIZE, (N_ITEMS, N_LEVELS), generator=generator).unique(dim=0)  # [~N_ITEMS, T]
     max_seq_len = bindings["max_seq_len"] or 200
     model = EncoderDecoderRetrievalModel(
         n_levels=N_LEVELS, codebook_size=CODEBOOK_SIZE, max_history=max_seq_len, n_user_buckets=bindings["n_user_buckets"],
         d_model=bindings["d_model"], n_heads=bindings["n_heads"], d_head=bindings["d_head"], ff_dim=bindings["ff_dim"],
         n_encoder_layers=bindings["n_encoder_layers"], n_decoder_layers=bindings["n_decoder_layers"],
-        dropout=bindings["dropout"], n_item_buckets=bindings["n_item_buckets"],
+        dropout=bindings["dropout"], n_items=len(catalogue) if bindings["item_tokens"] else 0,
         item_token_dropout=bindings["item_token_dropout"]).to(device)
+    if model.item_emb is not None:
+        model.item_emb.index(catalogue)
     opt = build_optimizer(model, bindings["optimizer"], bindings["learning_rate"], bindings["weight_decay"])
     autocast = modules.precision.autocast(device, bindings["precision"])
-    batch = synthetic_batch(bindings["batch_size"], max_seq_len, bindings["n_user_buckets"], device,
-                            torch.Generator().manual_seed(0))
+    batch = synthetic_batch(catalogue, bindings["batch_size"], max_seq_len, bindings["n_user_buckets"], device, generator)
 
     def step() -> None:  # train_decoder.py's step (constrained_softmax's masks left out: a lookup)
         opt.zero_grad(set_to_none=True)

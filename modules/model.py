@@ -1,7 +1,7 @@
 """TIGER's sequence-to-sequence retrieval model (Rajput et al. 2023, Sec. 3.2).
 
     encoder input   [user token, c_1^0 c_1^1 c_1^2 c_1^3, c_2^0 ..., c_L^3]   (item i's semantic ID c_i;
-                    with n_item_buckets > 0 each of its tokens also gets its hashed item token, not the paper's)
+                    with n_items > 0 each of its tokens also gets its item token, not the paper's)
     decoder input   [BOS, c^0, c^1, c^2]   (teacher forcing)
     decoder output  logits of c^0, c^1, c^2, c^3 of the next item
 
@@ -34,7 +34,7 @@ class EncoderDecoderRetrievalModel(nn.Module):
         n_decoder_layers: int = 4,
         dropout: float = 0.1,
         constrained_softmax: bool = False,
-        n_item_buckets: int = 0,
+        n_items: int = 0,
         item_token_dropout: float = 0.0,
     ) -> None:
         super().__init__()
@@ -43,7 +43,7 @@ class EncoderDecoderRetrievalModel(nn.Module):
             n_levels=n_levels, codebook_size=codebook_size, max_history=max_history, n_user_buckets=n_user_buckets,
             d_model=d_model, n_heads=n_heads, d_head=d_head, ff_dim=ff_dim,
             n_encoder_layers=n_encoder_layers, n_decoder_layers=n_decoder_layers, dropout=dropout,
-            constrained_softmax=constrained_softmax, n_item_buckets=n_item_buckets,
+            constrained_softmax=constrained_softmax, n_items=n_items,
             item_token_dropout=item_token_dropout,
         )
         # True: each position's softmax runs over the codes that extend the prefix to an existing item's ID
@@ -55,9 +55,10 @@ class EncoderDecoderRetrievalModel(nn.Module):
         self.n_levels, self.codebook_size, self.max_history = n_levels, codebook_size, max_history
         self.sem_id_emb = SemIdEmbedder(n_levels, codebook_size, d_model)
         self.user_emb = UserIdEmbedder(n_user_buckets, d_model)
-        # 0: the paper's encoder, items seen through their codes only. > 0: each history item's tokens also
-        # get a free vector of its whole ID (hashed), room to memorise item-to-item transitions.
-        self.item_emb = ItemIdEmbedder(n_item_buckets, codebook_size, d_model) if n_item_buckets else None
+        # 0: the paper's encoder, items seen through their codes only. n_items (the catalogue's size): each
+        # history item's tokens also get a free vector of that item, room to memorise item-to-item
+        # transitions; its rows are found from the IDs once item_emb.index(sem_ids) has seen the catalogue.
+        self.item_emb = ItemIdEmbedder(n_items, codebook_size, d_model) if n_items else None
         # In training, each history item loses its item token with this probability (not rescaled: the item is
         # then seen through its codes alone), so the code pathway that generalises to unseen pairs keeps
         # learning instead of leaning on the memorised shortcut (DropoutNet, Volkovs et al., NeurIPS 2017).

@@ -55,8 +55,10 @@ def test_evaluate_reports_exact_metrics_topk_file_and_one_user(stage1, capsys):
     assert all(isinstance(h["title"], str) for h in user["history"])
 
 
-def test_validation_metrics_match_training_selection(stage1, capsys):
-    trained = train_decoder.main(tiny_run_args(stage1, 20))
-    result = evaluate.main(tiny_run_args(stage1, 20, ["--split", "valid"]))
+@pytest.mark.parametrize("extra", [[], ["--gin", "train.item_tokens=True"]], ids=["codes", "item_tokens"])
+def test_validation_metrics_match_training_selection(stage1, capsys, extra):
+    # item_tokens: evaluate.py finds each history item's row from the catalogue saved with the weights.
+    trained = train_decoder.main(tiny_run_args(stage1, 20, extra))
+    result = evaluate.main(tiny_run_args(stage1, 20, [*extra, "--split", "valid"]))
     for k in evaluate.REPORTED:
         assert result["tiger"][k] == pytest.approx(trained["best_valid"][k])

@@ -150,3 +150,15 @@ def test_ema_is_the_moving_average_validated_saved_and_resumed(stage1, capsys):
     best = torch.load(result["best_checkpoint"], weights_only=True)  # the average validation chose, not raw weights
     for k in raw[2]:
         torch.testing.assert_close(best["model"][k], expected[best["manifest"]["step"]][k])
+
+
+def test_item_tokens_train_one_row_per_catalogue_item(stage1, capsys):
+    result = run(tiny_run_args(stage1, 10, ["--gin", "train.item_tokens=True", "--gin", "train.item_token_dropout=0.5",
+                                            "--gin", "train.ema_decay=0.9"]), capsys)
+    best = torch.load(result["best_checkpoint"], weights_only=True)["model"]  # the moving average
+    sem_ids = SemanticIdTokenizer.load(stage1 / "rqvae" / "amazon-beauty" / "semantic_ids.pt").sem_ids  # [40, 4], K = 8
+    as_numbers = sem_ids @ torch.tensor([8 ** 3, 8 ** 2, 8, 1])
+    assert torch.equal(best["item_emb.keys"], as_numbers.sort().values)  # the catalogue travels with the weights
+    table = best["item_emb.emb.weight"]  # [41, D]: a row per item, then the padding row
+    assert table.shape[0] == N_ITEMS + 1 and not table[-1].any()
+    assert table[:-1].abs().sum(dim=1).gt(0).sum() > N_ITEMS // 2  # training reached the rows of its items

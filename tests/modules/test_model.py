@@ -11,6 +11,14 @@ def tiny_model(**kw):
     return EncoderDecoderRetrievalModel(**{**args, **kw})
 
 
+CATALOGUE = torch.cartesian_prod(*[torch.arange(5)] * 4)  # [625 items, T]: every ID of the tiny model's codebooks
+
+
+def with_catalogue(model):
+    model.item_emb.index(CATALOGUE)
+    return model
+
+
 def test_padding_does_not_change_outputs():
     model = tiny_model().eval()
     g = torch.Generator().manual_seed(1)
@@ -83,9 +91,9 @@ def test_the_most_recent_item_has_the_same_position_whatever_the_history_length(
 
 
 def test_item_tokens_start_as_the_papers_encoder():
-    # n_item_buckets > 0 adds a zero-initialised table: before training, the outputs are those of the same
+    # n_items > 0 adds a zero-initialised table: before training, the outputs are those of the same
     # weights without it.
-    model = tiny_model(n_item_buckets=31).eval()
+    model = with_catalogue(tiny_model(n_items=len(CATALOGUE))).eval()
     g = torch.Generator().manual_seed(5)
     history = torch.randint(0, 5, (2, 4, 4), generator=g)
     target = torch.randint(0, 5, (2, 4), generator=g)
@@ -96,7 +104,7 @@ def test_item_tokens_start_as_the_papers_encoder():
 
 
 def test_item_tokens_reach_the_output_and_ignore_padding():
-    model = tiny_model(n_item_buckets=31).eval()
+    model = with_catalogue(tiny_model(n_items=len(CATALOGUE))).eval()
     g = torch.Generator().manual_seed(6)
     history = torch.randint(0, 5, (2, 3, 4), generator=g)
     history[0, 2] = -1
@@ -115,7 +123,7 @@ def test_item_token_dropout_hides_item_tokens_in_training_only():
     history = torch.randint(0, 5, (2, 3, 4), generator=g)
     target = torch.randint(0, 5, (2, 4), generator=g)
     users = torch.tensor([0, 1])
-    model = tiny_model(n_item_buckets=31, item_token_dropout=1.0, dropout=0.0)
+    model = with_catalogue(tiny_model(n_items=len(CATALOGUE), item_token_dropout=1.0, dropout=0.0))
     torch.nn.init.normal_(model.item_emb.emb.weight, generator=g)
     with_items_eval = model.eval()(users, history, target)
     hidden_train = model.train()(users, history, target)
