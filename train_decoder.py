@@ -54,7 +54,8 @@ RESUMABLE_CHANGES = ("iterations", "resume", "force_resume", "eval_every", "eval
                      "valid_max_users", "device", "num_threads", "use_wandb", "wandb_project",
                      "resident_data", "compile_model", "eval_sort_by_length",  # same batches, same results
                      "eval_exclude_history",
-                     "micro_batch_size")  # same gradients up to float rounding (dropout draws other masks)
+                     "micro_batch_size",  # same gradients up to float rounding (dropout draws other masks)
+                     "save_dir", "tokenizer_dir")  # a moved run or tokenizer folder (the tokenizer's SHA-256 is checked)
 
 
 @gin.configurable

@@ -43,7 +43,8 @@ from modules.tokenizer import SemanticIdTokenizer, collision_stats
 
 # Bindings that may change between a run and its resumption (extend a run, switch logging).
 RESUMABLE_CHANGES = ("iterations", "resume", "force_resume", "eval_every", "checkpoint_every", "use_wandb",
-                     "wandb_project", "device", "num_threads")
+                     "wandb_project", "device", "num_threads",
+                     "save_dir")  # a run folder moved elsewhere continues where it stopped
 
 
 @torch.no_grad()

@@ -65,12 +65,15 @@ def test_trains_selects_on_validation_only_and_never_reads_test(stage1, capsys, 
 
 
 def test_resume_continues_exactly(stage1, capsys):
-    # 20 steps, then 10 more from the checkpoint == 30 steps in one go.
+    # 20 steps, then 10 more from the checkpoint == 30 steps in one go, also with the run and tokenizer moved.
     run(tiny_run_args(stage1, 20), capsys)
-    resumed = run(tiny_run_args(stage1, 30), capsys)
-    straight = run(tiny_run_args(stage1, 30, ["--gin", f'train.save_dir="{stage1 / "straight"}"']), capsys)
+    (stage1 / "decoder").rename(stage1 / "moved")
+    (stage1 / "rqvae").rename(stage1 / "rqvae_moved")
+    moved = ["--gin", f'train.save_dir="{stage1 / "moved"}"', "--gin", f'train.tokenizer_dir="{stage1 / "rqvae_moved"}"']
+    resumed = run(tiny_run_args(stage1, 30, moved), capsys)
+    straight = run(tiny_run_args(stage1, 30, [*moved, "--gin", f'train.save_dir="{stage1 / "straight"}"']), capsys)
     assert resumed["steps"] == straight["steps"] == 30
-    a = torch.load(stage1 / "decoder" / "amazon-beauty" / "checkpoint.pt", weights_only=True)["model"]
+    a = torch.load(stage1 / "moved" / "amazon-beauty" / "checkpoint.pt", weights_only=True)["model"]
     b = torch.load(stage1 / "straight" / "amazon-beauty" / "checkpoint.pt", weights_only=True)["model"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)

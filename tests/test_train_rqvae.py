@@ -76,7 +76,8 @@ def test_short_run_lowers_the_loss_and_writes_a_usable_tokenizer(data, tmp_path,
 @pytest.mark.parametrize("mode", ["ste", "rotation"])
 def test_resumed_run_continues_exactly(data, tmp_path, mode):
     straight = run(data, tmp_path / "straight", "train.iterations=5", f'train.forward_mode="{mode}"')
-    run(data, tmp_path / "resumed", "train.iterations=3", f'train.forward_mode="{mode}"')
+    run(data, tmp_path / "first", "train.iterations=3", f'train.forward_mode="{mode}"')
+    (tmp_path / "first").rename(tmp_path / "resumed")  # a run folder moved elsewhere continues
     resumed = run(data, tmp_path / "resumed", "train.iterations=5", f'train.forward_mode="{mode}"')
     assert resumed["last_train_loss"] == straight["last_train_loss"]  # same batches, same restarts, same state
     a = torch.load(tmp_path / "straight" / "amazon-beauty" / "checkpoint.pt", weights_only=True)["model"]
