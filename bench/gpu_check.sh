@@ -16,12 +16,14 @@
 # 3. python -m bench.decoder_step configs/decoder_ml32m.gin: MovieLens-32M's training step (batch 256 of
 #    801-token inputs, whole and in the config's micro-batches): s/step, TFLOP/s, peak memory; its table
 #    goes into summary.md (no file of its own: the 8 are taken),
-# 4. python -m bench.time_to_quality on Beauty with configs/*_fast.gin (one seed; TTQ_SEEDS for more).
-# SKIP_OPS=1 runs step 4 alone.
+# 4. python -m bench.time_to_quality on Beauty with configs/*_fast.gin (one seed; TTQ_SEEDS for more,
+#    TTQ_PARALLEL=N runs N of them side by side on the GPU, each with nproc/N CPU threads).
+# SKIP_OPS=1 runs step 4 alone (the first H200 window: steps 1-3 took 331 s of the 570).
 # MODE=sweep, 4 files: summary.md, sweep.{md,json,log} (and sweep_stdout.log if the sweep failed)
 #    python -m bench.sweep: stage 1 once, then every arm of SWEEP_ARMS (default bench/gpu_sweep_arms.txt)
 #    trains the decoder from that tokenizer within its share of the time; validation NDCG@10 / Recall@10
 #    against wall time per arm. SWEEP_ARGS adds arguments (e.g. "--decoder-gin train.compile_model=True").
+#    SWEEP_PARALLEL=N trains N arms side by side (waves of N; each arm nproc/N CPU threads).
 #
 # On the lent GPU machine (working tree only, no network, no ../shared): first, here,
 #   bash bench/prepare_gpu_carry.sh ../shared/data/amazon cache    # -> .gpu_carry/ (wheels, raw Beauty, embeddings)
@@ -108,6 +110,10 @@ left() { local s=$((DEADLINE - SECONDS)); echo $((s > 1 ? s : 1)); }  # seconds 
 
 DATA_ROOT="${TTQ_ROOT:-$CARRY/amazon}"
 CACHE="$SCRATCH/gpu_check_cache"
+threads_each() {  # CPU threads per process when $1 processes share the machine (at least 1)
+    local n=$(($(nproc) / $1))
+    echo $((n > 0 ? n : 1))
+}
 fresh_cache() {  # a new processed cache holding only the carried item embeddings (reported as cached)
     rm -rf "$CACHE"
     mkdir -p "$CACHE"
@@ -156,10 +162,12 @@ if [ "$MODE" = check ]; then
         TTQ_RUNS="$SCRATCH/ttq_runs"
         rm -rf "$TTQ_RUNS"
         fresh_cache
+        PARALLEL=(--parallel "${TTQ_PARALLEL:-1}")
+        [ "${TTQ_PARALLEL:-1}" -gt 1 ] && PARALLEL+=(--gin "train.num_threads=$(threads_each "$TTQ_PARALLEL")")
         # shellcheck disable=SC2086
-        step "time to quality (Beauty, seeds ${TTQ_SEEDS:-42})" time_to_quality.log \
+        step "time to quality (Beauty, seeds ${TTQ_SEEDS:-42}, ${TTQ_PARALLEL:-1} at a time)" time_to_quality.log \
             timeout "${TTQ_TIMEOUT:-$(left)}" "$PY" -m bench.time_to_quality --root "$DATA_ROOT" --cache-dir "$CACHE" \
-            --out-dir "$TTQ_RUNS" --device "$DEVICE" --seeds ${TTQ_SEEDS:-42} \
+            --out-dir "$TTQ_RUNS" --device "$DEVICE" --seeds ${TTQ_SEEDS:-42} "${PARALLEL[@]}" \
             --rqvae-config configs/rqvae_amazon_fast.gin --decoder-config configs/decoder_amazon_fast.gin \
             "${TOY[@]}" ${TTQ_ARGS:-}
         cp "$TTQ_RUNS/time_to_quality.md" "$TTQ_RUNS/time_to_quality.json" "$OUT_DIR/" 2>/dev/null
@@ -171,10 +179,12 @@ else
         rm -rf "$SWEEP_RUNS"
         fresh_cache
         budget=$(($(left) - 40))  # the sweep's own start and the stopping of its last arm fit in the 40 s
+        PARALLEL=(--parallel "${SWEEP_PARALLEL:-1}")
+        [ "${SWEEP_PARALLEL:-1}" -gt 1 ] && PARALLEL+=(--decoder-gin "train.num_threads=$(threads_each "$SWEEP_PARALLEL")")
         # shellcheck disable=SC2086
-        step "decoder sweep ($(grep -cv '^\s*\(#\|$\)' "${SWEEP_ARMS:-bench/gpu_sweep_arms.txt}") arms, ${budget} s)" sweep_stdout.log \
+        step "decoder sweep ($(grep -cv '^\s*\(#\|$\)' "${SWEEP_ARMS:-bench/gpu_sweep_arms.txt}") arms, ${SWEEP_PARALLEL:-1} at a time, ${budget} s)" sweep_stdout.log \
             timeout "$(left)" "$PY" -m bench.sweep --root "$DATA_ROOT" --cache-dir "$CACHE" --out-dir "$SWEEP_RUNS" \
-            --device "$DEVICE" --arms "${SWEEP_ARMS:-bench/gpu_sweep_arms.txt}" --time-budget "$budget" \
+            --device "$DEVICE" --arms "${SWEEP_ARMS:-bench/gpu_sweep_arms.txt}" --time-budget "$budget" "${PARALLEL[@]}" \
             --rqvae-config configs/rqvae_amazon_fast.gin --decoder-config configs/decoder_amazon_fast.gin \
             "${TOY[@]}" ${SWEEP_ARGS:-}
         cp "$SWEEP_RUNS/sweep.md" "$SWEEP_RUNS/sweep.json" "$SWEEP_RUNS/sweep.log" "$OUT_DIR/" 2>/dev/null

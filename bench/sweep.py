@@ -11,6 +11,14 @@ training at the end of its share is stopped, and what it validated until then is
 Validation (never the test split) is the selection signal: per arm the best NDCG@10 and its
 Recall@10, the step and the wall seconds it was reached at, and the whole curve.
 
+`--parallel N` trains N arms at a time on the same device (a small model leaves most of a large
+GPU idle: on an H200 a stage-2 step of the fast recipe waits on the host). The time left is then
+shared by waves of N arms: an arm starting when R arms are yet to start gets the time left divided
+by ceil(R / N), so with N a divisor of the number of arms every arm gets the same share. Arms that
+run side by side slow each other down: compare their curves by step (and by wall seconds only within
+one sweep); the table says how many ran at a time. Bind train.num_threads so that N arms' CPU
+threads fit the machine's cores (bench/gpu_check.sh does).
+
 Where the curve comes from, per arm: <run>/curve.jsonl when train_decoder.py writes it (one JSON
 object per validation); otherwise the run's final JSON line (`valid_history`), or for a stopped
 arm the last checkpoint's history. Wall seconds are curve.jsonl's `wall_seconds` when present,
@@ -38,6 +46,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -59,6 +68,15 @@ class Arm:
     bindings: list[str]
     line: int  # in the arms file, for error messages
     settings: dict = field(default_factory=dict)  # effective iterations, batch_size, ... (after the config)
+
+
+class Training(NamedTuple):
+    """An arm being trained: its place in the arms file, its result row so far, run folder, process, deadline."""
+    index: int
+    row: dict
+    save_dir: Path
+    child: "Process"
+    deadline: float  # time.time() at which it is stopped
 
 
 def parse_arms(path: str | Path) -> list[Arm]:
@@ -114,8 +132,8 @@ def check_arms(arms: list[Arm], decoder_config: str, before: list[str], after: l
 class Process:
     """A child process whose merged stdout/stderr goes to `log`, with the time each line was read."""
 
-    def __init__(self, argv: list[str], log, env: dict[str, str]):
-        self.log, self.start = log, time.time()
+    def __init__(self, argv: list[str], log, env: dict[str, str], prefix: str = ""):
+        self.log, self.start, self.prefix = log, time.time(), prefix  # prefix: before each log line
         self.validations: dict[int, dict] = {}  # step -> {"wall_s", "train_loss"} from the validation lines
         self.last_json: dict | None = None
         self.last_bar = ""  # tqdm's last redraw: "train:  40%|####  | 4800/12000 [...]"
@@ -135,17 +153,17 @@ class Process:
                     if text.strip():
                         self.last_bar = text.decode(errors="replace").rstrip()
                         if time.time() - bar_written > 15:
-                            self.log.write(self.last_bar + "\n")
+                            self.log.write(self.prefix + self.last_bar + "\n")
                             bar_written = time.time()
                     continue
                 self._line(text.decode(errors="replace"))
         if buffer:
             self._line(buffer.decode(errors="replace"))
         if self.last_bar:
-            self.log.write(self.last_bar + "\n")
+            self.log.write(self.prefix + self.last_bar + "\n")
 
     def _line(self, line: str) -> None:
-        self.log.write(line + "\n")
+        self.log.write(self.prefix + line + "\n")
         self.log.flush()
         found = VALIDATION_LINE.search(line)
         if found:
@@ -156,6 +174,9 @@ class Process:
                 self.last_json = json.loads(line)
             except json.JSONDecodeError:
                 pass
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
 
     def wait(self, budget_s: float) -> str:
         """'finished', 'failed (exit N)', or 'stopped at budget' after budget_s seconds."""
@@ -217,6 +238,12 @@ def summarize(records: list[dict]) -> dict:
     return {"best": pick(best), "last": pick(records[-1])}
 
 
+def arm_budget(left_s: float, to_start: int, parallel: int) -> float:
+    """Seconds for an arm starting now, `to_start` arms (itself included) yet to start, `parallel` at a time:
+    the time left over the waves still to come (1 at a time: an equal share of what is left)."""
+    return left_s / math.ceil(to_start / parallel)
+
+
 def run_sweep(args: argparse.Namespace) -> dict:
     start = time.time()
     out_dir = Path(args.out_dir).resolve()
@@ -234,7 +261,7 @@ def run_sweep(args: argparse.Namespace) -> dict:
     result = {"dataset": args.dataset, "split": args.split, "device": args.device, "device_name": device_name(args.device),
               "versions": software_versions(), "rqvae_config": args.rqvae_config, "decoder_config": args.decoder_config,
               "arms_file": args.arms, "gin": args.gin, "rqvae_gin": args.rqvae_gin, "decoder_gin": args.decoder_gin,
-              "time_budget_s": args.time_budget, "stage1": None, "arms": []}
+              "time_budget_s": args.time_budget, "parallel": args.parallel, "stage1": None, "arms": []}
 
     with open(out_dir / "sweep.log", "w") as log:
         log.write(f"=== stage 1 (train_rqvae.py {args.rqvae_config})\n")
@@ -247,29 +274,43 @@ def run_sweep(args: argparse.Namespace) -> dict:
             write_results(result, out_dir)
             raise SystemExit(f"stage 1 {status}: see {out_dir / 'sweep.log'}")
 
-        for i, arm in enumerate(arms):
-            left = args.time_budget - (time.time() - start)
-            budget = left / (len(arms) - i)
-            row = {"name": arm.name, "bindings": arm.bindings, "settings": arm.settings, "budget_s": round(budget, 1)}
-            if budget < args.min_arm_seconds:
-                result["arms"].append({**row, "status": f"skipped ({left:.0f} s left)", "seconds": 0, "curve": [],
-                                       "curve_source": "none", "best": None, "last": None})
-                continue
-            save_dir = out_dir / "arms" / arm.name
-            argv = [sys.executable, "train_decoder.py", args.decoder_config,
-                    *as_flags([*common, f'train.tokenizer_dir="{out_dir / "rqvae"}"', f'train.save_dir="{save_dir}"',
-                               *arm.bindings, *args.decoder_gin])]
-            log.write(f"\n=== arm {arm.name} (budget {budget:.0f} s): {' '.join(arm.bindings) or '(the config as is)'}\n")
-            print(f"arm {arm.name}: {budget:.0f} s budget", file=sys.stderr)
-            child = Process(argv, log, env)
-            status = child.wait(budget)
-            records, source = read_curve(save_dir / f"{args.dataset}-{args.split}", child.last_json, child.validations)
-            final = child.last_json or {}
-            result["arms"].append({**row, "status": status, "seconds": child.seconds,
-                                   "steps": final.get("steps", bar_steps(child.last_bar)),
-                                   "train_seconds": final.get("train_seconds"), "curve_source": source,
-                                   **summarize(records), "curve": records})
-            write_results(result, out_dir)  # after every arm: a command stopped later keeps what is done
+        # Up to args.parallel arms at a time; each gets, when it starts, the time left divided by the
+        # number of waves of args.parallel arms still to start (1 at a time: an equal share of what is left).
+        pending, running, done = list(enumerate(arms)), [], {}
+        while pending or running:
+            while pending and len(running) < args.parallel:
+                i, arm = pending.pop(0)
+                left = args.time_budget - (time.time() - start)
+                budget = arm_budget(left, len(pending) + 1, args.parallel)
+                row = {"name": arm.name, "bindings": arm.bindings, "settings": arm.settings, "budget_s": round(budget, 1)}
+                if budget < args.min_arm_seconds:
+                    done[i] = {**row, "status": f"skipped ({left:.0f} s left)", "seconds": 0, "curve": [],
+                               "curve_source": "none", "best": None, "last": None}
+                    continue
+                save_dir = out_dir / "arms" / arm.name
+                argv = [sys.executable, "train_decoder.py", args.decoder_config,
+                        *as_flags([*common, f'train.tokenizer_dir="{out_dir / "rqvae"}"', f'train.save_dir="{save_dir}"',
+                                   *arm.bindings, *args.decoder_gin])]
+                log.write(f"\n=== arm {arm.name} (budget {budget:.0f} s): {' '.join(arm.bindings) or '(the config as is)'}\n")
+                print(f"arm {arm.name}: {budget:.0f} s budget", file=sys.stderr)
+                prefix = f"[{arm.name}] " if args.parallel > 1 else ""
+                running.append(Training(i, row, save_dir, Process(argv, log, env, prefix), time.time() + budget))
+            ended = [t for t in running if not t.child.running() or time.time() >= t.deadline]
+            if not ended:
+                time.sleep(0.2)
+            for t in ended:
+                running.remove(t)
+                child = t.child
+                status = child.wait(t.deadline - time.time())  # at once: it ended, or its time is up
+                records, source = read_curve(t.save_dir / f"{args.dataset}-{args.split}", child.last_json, child.validations)
+                final = child.last_json or {}
+                done[t.index] = {**t.row, "status": status, "seconds": child.seconds,
+                                 "steps": final.get("steps", bar_steps(child.last_bar)),
+                                 "train_seconds": final.get("train_seconds"), "curve_source": source,
+                                 **summarize(records), "curve": records}
+                result["arms"] = [done[k] for k in sorted(done)]
+                write_results(result, out_dir)  # after every arm: a command stopped later keeps what is done
+        result["arms"] = [done[k] for k in sorted(done)]
     result["total_s"] = round(time.time() - start, 1)
     write_results(result, out_dir)
     return result
@@ -299,8 +340,9 @@ def markdown(result: dict) -> str:
              + (f"; both stages: {' '.join(result['gin'])}" if result["gin"] else "") + ".",
              f"Stage 1: {s1.get('status')}, {_cell(s1.get('seconds'), 1)} s (process), collision share "
              f"{_cell(s1.get('collision_share'))}. Time budget {result['time_budget_s']:.0f} s for the whole sweep, "
-             "shared equally by the arms left. Validation split only (best = highest NDCG@10); wall s counts "
-             "from the arm's start.", "",
+             + (f"shared by waves of {result['parallel']} arms run side by side (their wall seconds include the sharing). "
+                if result.get("parallel", 1) > 1 else "shared equally by the arms left. ")
+             + "Validation split only (best = highest NDCG@10); wall s counts from the arm's start.", "",
              "| arm | bindings | status | steps | arm s | best N@10 | R@10 there | at step | at wall s | last N@10 | last R@10 |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for arm in result["arms"]:
@@ -333,6 +375,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--decoder-config", default="configs/decoder_amazon_fast.gin")
     parser.add_argument("--time-budget", type=float, default=500, help="seconds for stage 1 and every arm together")
     parser.add_argument("--min-arm-seconds", type=float, default=20, help="an arm with less time left is skipped")
+    parser.add_argument("--parallel", type=int, default=1, help="arms trained at a time on the device")
     parser.add_argument("--gin", action="append", default=[], metavar="BINDING", help="binding for both stages")
     parser.add_argument("--rqvae-gin", action="append", default=[], metavar="BINDING", help="binding for stage 1")
     parser.add_argument("--decoder-gin", action="append", default=[], metavar="BINDING",
@@ -340,6 +383,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA GPU visible")
+    if args.parallel < 1:
+        raise SystemExit(f"--parallel {args.parallel}: expected 1 or more")
     for name in ("rqvae_config", "decoder_config", "arms"):  # a path from here, or from the repository's root
         path = getattr(args, name)
         if not Path(path).is_file():

@@ -14,6 +14,12 @@ Stages 1, 2 and test run per seed (`--seeds`), each seed in its own run folders 
 --out-dir. Prints a markdown table (per seed, then the mean over seeds) and writes the
 same as JSON (time_to_quality.json) and markdown (time_to_quality.md) into --out-dir.
 
+`--parallel N` runs N seeds at a time, each in its own process (its log in
+<out-dir>/seed_<seed>/log.txt, copied to stderr when it ends): a small model leaves most of a
+large GPU idle (on an H200 a stage-2 step of the fast recipe waits on the host), so 3 seeds
+side by side take far less than 3 times one. Each seed's stage times then include the sharing;
+the table says so and gives the wall time of all seeds together.
+
 Each stage is the entry point's `main(argv)`, called in this process with the same
 arguments a user would type (the JSON records them per seed), so the stage times leave
 out the interpreter's start (a second or two per command for a user). Stage 2 and the test
@@ -25,6 +31,8 @@ import argparse
 import contextlib
 import gc
 import json
+import multiprocessing
+import os
 import sys
 import time
 from pathlib import Path
@@ -120,6 +128,50 @@ def run_seed(seed: int, args: argparse.Namespace, out_dir: Path) -> dict:
     }
 
 
+def run_seed_logged(seed: int, args: argparse.Namespace, out_dir: Path) -> dict:
+    """run_seed in a worker process of --parallel, its stdout and stderr (tqdm, warnings, C-level output
+    too) in <out_dir>/seed_<seed>/log.txt so that the seeds' logs do not interleave."""
+    log_path = out_dir / f"seed_{seed}" / "log.txt"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log:
+        sys.stdout.flush(), sys.stderr.flush()
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            return run_seed(seed, args, out_dir)
+        except SystemExit as e:  # an entry point's user error: a pool passes exceptions on, but not exits
+            raise RuntimeError(f"exit status {e.code}") from None
+
+
+def log_without_redraws(text: str) -> str:
+    """A log with each line's progress-bar redraws ('\\r') reduced to the last one that shows something."""
+    lines = ([p for p in line.split("\r") if p.strip()] for line in text.split("\n"))
+    return "\n".join(pieces[-1] if pieces else "" for pieces in lines)
+
+
+def run_seeds_in_parallel(args: argparse.Namespace, out_dir: Path) -> list[dict]:
+    """Every seed's run_seed in its own process, args.parallel at a time; results in --seeds order."""
+    # spawn: fresh interpreters, each with its own CUDA context and gin state (fork would copy this one's).
+    context = multiprocessing.get_context("spawn")
+    runs: dict[int, dict] = {}
+    with context.Pool(min(args.parallel, len(args.seeds)), maxtasksperchild=1) as pool:
+        pending = {seed: pool.apply_async(run_seed_logged, (seed, args, out_dir)) for seed in args.seeds}
+        print(f"seeds {' '.join(map(str, args.seeds))}: {min(args.parallel, len(args.seeds))} at a time, "
+              f"logs in {out_dir}/seed_<seed>/log.txt", file=sys.stderr)
+        while pending:
+            for seed, job in list(pending.items()):
+                if job.ready():
+                    del pending[seed]
+                    log = out_dir / f"seed_{seed}" / "log.txt"
+                    print(f"=== seed {seed}: {log}\n{log_without_redraws(log.read_text(errors='replace'))}", file=sys.stderr)
+                    try:
+                        runs[seed] = job.get()
+                    except Exception as e:  # its log, printed above, says why
+                        raise SystemExit(f"seed {seed} failed ({e}): see {log}") from None
+            time.sleep(0.5)
+    return [runs[seed] for seed in args.seeds]
+
+
 def mean_over_seeds(runs: list[dict], features_s: float) -> dict:
     mean = lambda xs: sum(xs) / len(xs)
     out = {k: mean([r[k] for r in runs]) for k in STAGES}
@@ -139,7 +191,10 @@ def markdown(result: dict) -> str:
              f"({'processed cache' if f['processed_cached'] else 'from raw files'}) + ItemData {f['item_data_s']:.1f} s "
              f"(embeddings {'CACHED, not recomputed' if f['embeddings_cached'] else 'computed'}) + SeqData {f['seq_data_s']:.1f} s.",
              "Total = features + stage 1 + stage 2 + test evaluation, one seed's pipeline. "
-             "Validation: best step's metrics (the model selection split); test: that checkpoint.", "",
+             "Validation: best step's metrics (the model selection split); test: that checkpoint."
+             + (f" Seeds ran {result['parallel']} at a time, each in its own process on the same device: "
+                f"their stage times include the sharing; all {len(result['runs'])} seeds took "
+                f"{result['seeds_wall_s']:.1f} s together." if result.get("parallel", 1) > 1 else ""), "",
              "| seed | stage 1 s | stage 2 s | test eval s | total s | valid R@5 | valid R@10 | valid N@5 | valid N@10 "
              "| test R@5 | test R@10 | test N@5 | test N@10 |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -164,6 +219,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out-dir", default="out/time_to_quality", help="run folders, logs, JSON and table")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
+    parser.add_argument("--parallel", type=int, default=1, help="seeds run at a time, each in its own process")
     parser.add_argument("--rqvae-config", default="configs/rqvae_amazon_fast.gin")
     parser.add_argument("--decoder-config", default="configs/decoder_amazon_fast.gin")
     parser.add_argument("--encoder-model", default=None, help="sentence encoder (default: the offline all-MiniLM-L6-v2)")
@@ -174,6 +230,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA GPU visible (use --device cpu with the *_cpu.gin configs)")
+    if args.parallel < 1:
+        raise SystemExit(f"--parallel {args.parallel}: expected 1 or more")
+    if len(set(args.seeds)) != len(args.seeds):
+        raise SystemExit(f"--seeds {' '.join(map(str, args.seeds))}: a seed is named twice (one run folder per seed)")
     if args.encoder_model is not None:
         args.rqvae_gin = [f'train.encoder_model="{args.encoder_model}"', *args.rqvae_gin]
     for name in ("rqvae_config", "decoder_config"):  # a path from here, or from the repository's root
@@ -188,8 +248,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     print("features (raw data, item embeddings, leave-one-out splits)", file=sys.stderr)
     features = build_features(args.root, args.dataset, args.split, args.cache_dir, args.encoder_model)
-    runs = [run_seed(seed, args, out_dir) for seed in args.seeds]
+    start = time.perf_counter()
+    if args.parallel > 1 and len(args.seeds) > 1:
+        runs = run_seeds_in_parallel(args, out_dir)
+    else:
+        runs = [run_seed(seed, args, out_dir) for seed in args.seeds]
+    seeds_wall_s = time.perf_counter() - start
     result = {"dataset": args.dataset, "split": args.split, "device": args.device, "device_name": device_name(args.device),
+              "parallel": min(args.parallel, len(args.seeds)), "seeds_wall_s": seeds_wall_s,
               "torch": torch.__version__, "versions": software_versions(), "rqvae_config": args.rqvae_config, "decoder_config": args.decoder_config,
               "gin": [*args.gin, *(f"(stage 1) {b}" for b in args.rqvae_gin), *(f"(stage 2) {b}" for b in args.decoder_gin)],
               "features": features, "runs": runs, "mean": mean_over_seeds(runs, features["features_s"])}

@@ -140,3 +140,33 @@ def test_toy_sweep_one_tokenizer_every_arm_reported(toy, tmp_path):  # noqa: F81
     assert wide["best"]["ndcg@10"] == best["ndcg@10"] and wide["best"]["step"] == best["step"] and wide["last"]["step"] == 12
     table = (out / "sweep.md").read_text()
     assert table == sweep.markdown(result) and "| too_big |" in table and "## wide: validation curve" in table
+
+
+def test_parallel_arms_share_the_time_in_waves(toy, tmp_path):  # noqa: F811
+    """--parallel 2 with 2 arms: both start at once with the whole time left, each log line names its arm,
+    the results keep the arms file's order, and the table says the arms ran side by side."""
+    root, cache, out = toy
+    arms = write(tmp_path / "arms.txt", "slow train.iterations=12 train.eval_every=4\nfast train.iterations=4 train.eval_every=4\n")
+    result = sweep.main(["--root", str(root), "--cache-dir", str(cache), "--out-dir", str(out), "--device", "cpu",
+                         "--arms", str(arms), "--rqvae-config", "configs/rqvae_amazon_cpu.gin",
+                         "--decoder-config", "configs/decoder_amazon_cpu.gin", "--time-budget", "600", "--parallel", "2",
+                         *[a for b in RQVAE for a in ("--rqvae-gin", b)],
+                         *[a for b in DECODER if b.split("=")[0] not in ("train.iterations", "train.eval_every")
+                           for a in ("--decoder-gin", b)]])
+    slow, fast = result["arms"]
+    assert (slow["name"], fast["name"]) == ("slow", "fast") and result["parallel"] == 2
+    assert slow["status"] == fast["status"] == "finished" and (slow["steps"], fast["steps"]) == (12, 4)
+    # Both started in the first wave: the time left after stage 1, undivided (one wave of 2).
+    assert abs(slow["budget_s"] - fast["budget_s"]) < 5 and slow["budget_s"] > 300
+    log = (out / "sweep.log").read_text()
+    assert "[slow] step 12: loss" in log and "[fast] step 4: loss" in log
+    assert "waves of 2 arms run side by side" in (out / "sweep.md").read_text()
+
+
+def test_parallel_budget_waves():
+    """The share an arm gets when it starts: the time left over the waves of N arms still to start."""
+    shares = lambda n_arms, n: [sweep.arm_budget(1.0, n_arms - i, n) for i in range(n_arms)]
+    assert shares(8, 4) == [0.5] * 4 + [1.0] * 4  # two waves: the first half the time, the second what is left
+    assert shares(8, 8) == [1.0] * 8
+    assert shares(3, 1) == [1 / 3, 1 / 2, 1.0]  # 1 at a time: equal shares of what is left
+    assert shares(3, 2) == [0.5, 1.0, 1.0]  # N not dividing the arms: the second arm gets the whole time

@@ -85,3 +85,47 @@ def test_missing_config_is_named(toy):
     with pytest.raises(SystemExit, match="no gin config configs/nope.gin"):
         time_to_quality.main(["--root", str(root), "--cache-dir", str(cache), "--out-dir", str(out), "--device", "cpu",
                               "--rqvae-config", "configs/nope.gin"])
+
+
+def test_parallel_seeds_match_one_at_a_time(toy, capsys):
+    """--parallel 2: each seed in its own process, same results as that seed run alone (CPU, one thread:
+    deterministic), its log in its own file and on stderr, the table saying the seeds shared the device."""
+    root, cache, out = toy
+    common = ["--root", str(root), "--cache-dir", str(cache), "--device", "cpu",
+              "--rqvae-config", "configs/rqvae_amazon_cpu.gin", "--decoder-config", "configs/decoder_amazon_cpu.gin",
+              *[a for b in RQVAE for a in ("--rqvae-gin", b)], *[a for b in DECODER for a in ("--decoder-gin", b)]]
+    together = time_to_quality.main([*common, "--out-dir", str(out), "--seeds", "1", "2", "--parallel", "2"])
+    captured = capsys.readouterr()
+    alone = time_to_quality.main([*common, "--out-dir", str(out.parent / "alone"), "--seeds", "2"])
+    assert [r["seed"] for r in together["runs"]] == [1, 2] and together["parallel"] == 2
+    assert together["runs"][1]["valid"] == alone["runs"][0]["valid"]
+    assert together["runs"][1]["test"] == alone["runs"][0]["test"]
+    assert together["runs"][0]["test"] != together["runs"][1]["test"] or together["runs"][0]["valid"] != together["runs"][1]["valid"]
+    for seed in (1, 2):
+        log = (out / f"seed_{seed}" / "log.txt").read_text()
+        assert f"seed {seed}: stage 2 (train_decoder.py)" in log and "test split" in log
+        assert f"=== seed {seed}: " in captured.err
+    assert "\r" not in captured.err.split("=== seed")[1]  # progress-bar redraws reduced to their last state
+    assert "Seeds ran 2 at a time" in (out / "time_to_quality.md").read_text()
+    assert together["seeds_wall_s"] > 0 and alone["parallel"] == 1
+    assert "at a time" not in time_to_quality.markdown(alone)
+
+
+def test_a_failing_seed_in_parallel_is_named_with_its_log(toy):
+    root, cache, out = toy
+    with pytest.raises(SystemExit, match=r"seed 1 failed \(train.batch_size = 100000 exceeds .*\): see .*seed_1/log.txt"):
+        time_to_quality.main(["--root", str(root), "--cache-dir", str(cache), "--out-dir", str(out), "--device", "cpu",
+                              "--seeds", "1", "2", "--parallel", "2", "--rqvae-config", "configs/rqvae_amazon_cpu.gin",
+                              "--decoder-config", "configs/decoder_amazon_cpu.gin",
+                              *[a for b in RQVAE for a in ("--rqvae-gin", b)],
+                              *[a for b in DECODER for a in ("--decoder-gin", b)], "--decoder-gin", "train.batch_size=100000"])
+    assert "seed 1: stage 2 (train_decoder.py)" in (out / "seed_1" / "log.txt").read_text()
+
+
+def test_parallel_and_seed_errors_are_named(toy):
+    root, cache, out = toy
+    base = ["--root", str(root), "--cache-dir", str(cache), "--out-dir", str(out), "--device", "cpu"]
+    with pytest.raises(SystemExit, match="--parallel 0: expected 1 or more"):
+        time_to_quality.main([*base, "--parallel", "0"])
+    with pytest.raises(SystemExit, match="a seed is named twice"):
+        time_to_quality.main([*base, "--seeds", "1", "1"])
