@@ -16,8 +16,8 @@ same as JSON (time_to_quality.json) and markdown (time_to_quality.md) into --out
 
 `--parallel N` runs N seeds at a time, each in its own process (its log in
 <out-dir>/seed_<seed>/log.txt, copied to stderr when it ends): a small model leaves most of a
-large GPU idle (on an H200 a stage-2 step of the fast recipe waits on the host), so 3 seeds
-side by side take far less than 3 times one. Each seed's stage times then include the sharing;
+large GPU idle (on an H200 a stage-2 step of the fast recipe ran at ~2-3% of the card's bf16
+rate), so 3 seeds side by side should take much less than 3 times one (to be measured). Each seed's stage times then include the sharing;
 the table says so and gives the wall time of all seeds together.
 
 Each stage is the entry point's `main(argv)`, called in this process with the same
