@@ -253,8 +253,8 @@ def train(
             perm_epoch = epoch
         index = shard(batches[offset], env)  # the global batch is identical on every rank
         batch = resident.batch(index) if resident is not None else data_batch(train_data, index, sem_ids, dev)
-        if max_lengths is not None:
-            batch = trim_history(batch, max_lengths[offset])  # the global batch's longest history (CPU, no sync)
+        if max_lengths is not None:  # the global batch's longest history (CPU, no sync); compiled: never 1 column
+            batch = trim_history(batch, max_lengths[offset], min_length=2 if compile_model else 1)
         model.train()
         opt.zero_grad(set_to_none=True)
         loss = torch.zeros((), device=dev)  # this rank's batch mean, accumulated over its micro-batches

@@ -45,11 +45,12 @@ def length_bucketed_batches(lengths: Tensor, batch_size: int, generator: torch.G
     return batches, lengths[batches].max(dim=1).values
 
 
-def trim_history(batch: dict[str, Tensor], length: int) -> dict[str, Tensor]:
-    """Drop the history columns past `length` (right padding only when length >= every history
-    of the batch): history [B, L, T] -> [B, length, T]. The encoder sees the same real tokens at
-    the same positions; padded ones are masked as keys and never read."""
-    return {**batch, "history": batch["history"][:, :max(int(length), 1)]}
+def trim_history(batch: dict[str, Tensor], length: int, min_length: int = 1) -> dict[str, Tensor]:
+    """Drop the history columns past max(length, min_length) (right padding only when length >= every
+    history of the batch): history [B, L, T] -> [B, length, T]. The encoder sees the same real tokens
+    at the same positions; padded ones are masked as keys and never read. For torch.compile, which
+    compiles again for new strides and for a length of 1: contiguous, and min_length=2 keeps a padded column."""
+    return {**batch, "history": batch["history"][:, :max(int(length), min_length, 1)].contiguous()}
 
 
 def micro_batches(batch: dict[str, Tensor], size: int | None) -> list[dict[str, Tensor]]:

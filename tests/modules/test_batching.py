@@ -182,3 +182,29 @@ def test_micro_batches_cut_the_batch_in_order_and_add_up_to_its_loss_and_gradien
     assert micro_loss == pytest.approx(whole_loss, rel=1e-6)
     for name in whole:
         torch.testing.assert_close(micro[name], whole[name], rtol=1e-4, atol=1e-6)
+
+
+def test_trimmed_lengths_compile_once_more_at_most(toy):
+    """torch.compile over length-bucketed batches: one graph for the first length, one dynamic graph for all
+    the others, as long as trimming keeps one memory layout and never leaves a single column (min_length=2).
+    Sliced views (other strides) and a length of 1 each cost another compilation (~1 min on a real model)."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    train, sem_ids = toy
+    model = EncoderDecoderRetrievalModel(n_levels=4, codebook_size=8, max_history=20, n_user_buckets=50, d_model=16,
+                                         n_heads=2, d_head=8, ff_dim=32, n_encoder_layers=1, n_decoder_layers=1, dropout=0.0)
+    batch = data_batch(train, torch.arange(8), sem_ids, torch.device("cpu"))
+
+    def graphs(trim) -> int:
+        torch._dynamo.reset()
+        counters.clear()
+        compiled = torch.compile(model, backend="eager")
+        for length in (5, 3, 20, 1, 7):
+            b = trim(batch, length)
+            compiled(b["user_ids"], b["history"], b["target"])
+        return counters["stats"]["unique_graphs"]
+
+    assert graphs(lambda b, n: trim_history(b, n, min_length=2)) == 2
+    assert graphs(lambda b, n: trim_history(b, n)) > 2  # a length of 1
+    assert graphs(lambda b, n: {**b, "history": b["history"][:, :max(n, 2)]}) > 2  # sliced views: new strides
