@@ -47,12 +47,13 @@ from modules.progress import tqdm  # tqdm that says at the start when the run is
 from modules.retrieval import METRIC_KS, baseline_topk, data_batch, recommend, retrieval_metrics
 from modules.run_folder import load_tokenizer, run_dir, tokenizer_path
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 LOG_EVERY = 100  # steps between reads of the training loss (each read waits for the GPU)
 # Bindings that may change between a run and its resumption (extend a run, evaluation and logging;
 # validation metrics before and after a change of evaluation settings are compared as they are for best.pt).
 RESUMABLE_CHANGES = ("iterations", "resume", "force_resume", "eval_every", "eval_beam_width", "eval_batch_size",
                      "valid_max_users", "device", "num_threads", "use_wandb", "wandb_project",
-                     "resident_data", "compile_model", "eval_sort_by_length",  # same batches, same results
+                     "resident_data", "compile_model", "compile_mode", "eval_sort_by_length",  # same batches, same results
                      "eval_exclude_history",
                      "micro_batch_size",  # same gradients up to float rounding (dropout draws other masks)
                      "save_dir", "tokenizer_dir")  # a moved run or tokenizer folder (the tokenizer's SHA-256 is checked)
@@ -81,6 +82,7 @@ def train(
     bucket_by_length: bool = False,       # batches of similar history length, trimmed: no padding work
     resident_data: bool = False,          # training examples on the device, gathered there (GPU path)
     compile_model: bool = False,          # torch.compile the training forward
+    compile_mode: str = "default",        # torch.compile's mode: "reduce-overhead" adds CUDA graphs (fewer launches)
     precision: str = "auto",              # "auto" (bf16 autocast on CUDA, fp32 on CPU) | "bf16" | "fp32"
     n_user_buckets: int = 2000,
     item_tokens: bool = False,            # a free vector per item added to the history's codes (not the paper's)
@@ -130,7 +132,8 @@ def train(
     if eval_beam_width < max(METRIC_KS):
         raise ConfigError(f"train.eval_beam_width={eval_beam_width}: must be >= {max(METRIC_KS)} for Recall@{max(METRIC_KS)}",
                           binding="eval_beam_width")
-    check_choice(optimizer=(optimizer, OPTIMIZERS), precision=(precision, modules.precision.PRECISIONS))
+    check_choice(optimizer=(optimizer, OPTIMIZERS), precision=(precision, modules.precision.PRECISIONS),
+                 compile_mode=(compile_mode, COMPILE_MODES))
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     env = init_distributed(None if device == "auto" else device)  # one process, or one per torchrun rank
@@ -233,7 +236,7 @@ def train(
     steps_per_epoch = len(train_data) // batch_size  # the GLOBAL batch: each of N ranks trains on batch_size / N
     perm_epoch, batches, max_lengths = -1, None, None
     resident = ResidentExamples(train_data, sem_ids, dev) if resident_data else None
-    forward = torch.compile(ddp_model) if compile_model else ddp_model  # `model` keeps the weights and state_dict
+    forward = torch.compile(ddp_model, mode=compile_mode) if compile_model else ddp_model  # `model` keeps the weights
     autocast = modules.precision.autocast(dev, precision)  # evaluate.py uses the same
     start_time, eval_seconds, start_step = time.time(), 0.0, step
     nonfinite = FirstNonFiniteStep(dev)
@@ -259,6 +262,8 @@ def train(
         opt.zero_grad(set_to_none=True)
         loss = torch.zeros((), device=dev)  # this rank's batch mean, accumulated over its micro-batches
         micros = micro_batches(batch, micro_batch_size)
+        if compile_model:  # a new training step: CUDA graphs ("reduce-overhead") may reuse the last step's outputs
+            torch.compiler.cudagraph_mark_step_begin()
         for i, micro in enumerate(micros):
             # DDP averages gradients over ranks once, in the last micro-batch's backward
             with (ddp_model.no_sync() if env.is_distributed and i < len(micros) - 1 else contextlib.nullcontext()):

@@ -138,6 +138,8 @@ def test_misspelled_binding_names_the_flag_not_the_file(tmp_path, command):
      "train.optimizer = 'sgd': expected one of 'adamw', 'adafactor'"),
     (train_decoder.main, "configs/decoder_amazon.gin", 'precision="fp16"',
      "train.precision = 'fp16': expected one of 'auto', 'bf16', 'fp32'"),
+    (train_decoder.main, "configs/decoder_amazon.gin", 'compile_mode="fast"',
+     "train.compile_mode = 'fast': expected one of 'default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs'"),
 ])
 def test_bad_numbers_name_the_binding_and_its_flag(tmp_path, command, main, config, binding, expected):
     status, message = command(main, [config, *paths(tmp_path), "--gin", f"train.{binding}"])
