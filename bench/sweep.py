@@ -14,9 +14,9 @@ Recall@10, the step and the wall seconds it was reached at, and the whole curve.
 `--parallel N` trains N arms at a time on the same device (a small model leaves most of a large
 GPU idle: on an H200 a stage-2 step of the fast recipe ran at ~2-3% of the card's bf16 rate). The
 time left is then shared by waves of N arms: an arm starting when R arms are yet to start gets the
-time left divided by ceil(R / N), so with N a divisor of the number of arms every arm gets the same share. Arms that
-run side by side slow each other down: compare their curves by step (and by wall seconds only within
-one sweep); the table says how many ran at a time. Bind train.num_threads so that N arms' CPU
+time left divided by ceil(R / N), so with N a divisor of the number of arms every arm gets the same
+share. Arms that run side by side slow each other down: compare their curves by step (and by wall
+seconds only within one sweep); the table says how many ran at a time. Bind train.num_threads so that N arms' CPU
 threads fit the machine's cores (bench/gpu_check.sh does).
 
 Where the curve comes from, per arm: <run>/curve.jsonl when train_decoder.py writes it (one JSON

@@ -17,8 +17,9 @@ same as JSON (time_to_quality.json) and markdown (time_to_quality.md) into --out
 `--parallel N` runs N seeds at a time, each in its own process (its log in
 <out-dir>/seed_<seed>/log.txt, copied to stderr when it ends): a small model leaves most of a
 large GPU idle (on an H200 a stage-2 step of the fast recipe ran at ~2-3% of the card's bf16
-rate), so 3 seeds side by side should take much less than 3 times one (to be measured). Each seed's stage times then include the sharing;
-the table says so and gives the wall time of all seeds together.
+rate), so 3 seeds side by side should take much less than 3 times one (to be measured). Each
+seed's stage times then include the sharing; the table says so and gives the wall time of all
+seeds together.
 
 Each stage is the entry point's `main(argv)`, called in this process with the same
 arguments a user would type (the JSON records them per seed), so the stage times leave
@@ -154,9 +155,9 @@ def run_seeds_in_parallel(args: argparse.Namespace, out_dir: Path) -> list[dict]
     # spawn: fresh interpreters, each with its own CUDA context and gin state (fork would copy this one's).
     context = multiprocessing.get_context("spawn")
     runs: dict[int, dict] = {}
-    with context.Pool(min(args.parallel, len(args.seeds)), maxtasksperchild=1) as pool:
+    with context.Pool(args.parallel, maxtasksperchild=1) as pool:
         pending = {seed: pool.apply_async(run_seed_logged, (seed, args, out_dir)) for seed in args.seeds}
-        print(f"seeds {' '.join(map(str, args.seeds))}: {min(args.parallel, len(args.seeds))} at a time, "
+        print(f"seeds {' '.join(map(str, args.seeds))}: {args.parallel} at a time, "
               f"logs in {out_dir}/seed_<seed>/log.txt", file=sys.stderr)
         while pending:
             for seed, job in list(pending.items()):
@@ -234,6 +235,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"--parallel {args.parallel}: expected 1 or more")
     if len(set(args.seeds)) != len(args.seeds):
         raise SystemExit(f"--seeds {' '.join(map(str, args.seeds))}: a seed is named twice (one run folder per seed)")
+    args.parallel = min(args.parallel, len(args.seeds))  # processes actually side by side
     if args.encoder_model is not None:
         args.rqvae_gin = [f'train.encoder_model="{args.encoder_model}"', *args.rqvae_gin]
     for name in ("rqvae_config", "decoder_config"):  # a path from here, or from the repository's root
@@ -249,13 +251,13 @@ def main(argv: list[str] | None = None) -> dict:
     print("features (raw data, item embeddings, leave-one-out splits)", file=sys.stderr)
     features = build_features(args.root, args.dataset, args.split, args.cache_dir, args.encoder_model)
     start = time.perf_counter()
-    if args.parallel > 1 and len(args.seeds) > 1:
+    if args.parallel > 1:
         runs = run_seeds_in_parallel(args, out_dir)
     else:
         runs = [run_seed(seed, args, out_dir) for seed in args.seeds]
     seeds_wall_s = time.perf_counter() - start
     result = {"dataset": args.dataset, "split": args.split, "device": args.device, "device_name": device_name(args.device),
-              "parallel": min(args.parallel, len(args.seeds)), "seeds_wall_s": seeds_wall_s,
+              "parallel": args.parallel, "seeds_wall_s": seeds_wall_s,
               "torch": torch.__version__, "versions": software_versions(), "rqvae_config": args.rqvae_config, "decoder_config": args.decoder_config,
               "gin": [*args.gin, *(f"(stage 1) {b}" for b in args.rqvae_gin), *(f"(stage 2) {b}" for b in args.decoder_gin)],
               "features": features, "runs": runs, "mean": mean_over_seeds(runs, features["features_s"])}

@@ -50,7 +50,7 @@ def trim_history(batch: dict[str, Tensor], length: int, min_length: int = 1) -> 
     history of the batch): history [B, L, T] -> [B, length, T]. The encoder sees the same real tokens
     at the same positions; padded ones are masked as keys and never read. For torch.compile, which
     compiles again for new strides and for a length of 1: contiguous, and min_length=2 keeps a padded column."""
-    return {**batch, "history": batch["history"][:, :max(int(length), min_length, 1)].contiguous()}
+    return {**batch, "history": batch["history"][:, :max(int(length), min_length)].contiguous()}
 
 
 def micro_batches(batch: dict[str, Tensor], size: int | None) -> list[dict[str, Tensor]]:
