@@ -32,6 +32,7 @@ from data.processed import SeqData
 from modules.atomic_io import atomic_write_text
 from modules.batching import ResidentExamples, length_bucketed_batches, micro_batches, trim_history
 from modules.checkpointing import CheckpointError, check_resume_config, file_sha256, gin_bindings, gin_defaults, load_checkpoint, save_checkpoint
+from modules.compile import compile_training_forward
 from modules.distributed import (all_reduce_sum, barrier, init_distributed, rank_rng_states,
                                  restore_rank_rng_states, shard, wrap_ddp)
 from modules.errors import ConfigError
@@ -236,7 +237,7 @@ def train(
     steps_per_epoch = len(train_data) // batch_size  # the GLOBAL batch: each of N ranks trains on batch_size / N
     perm_epoch, batches, max_lengths = -1, None, None
     resident = ResidentExamples(train_data, sem_ids, dev) if resident_data else None
-    forward = torch.compile(ddp_model, mode=compile_mode) if compile_model else ddp_model  # `model` keeps the weights
+    forward = compile_training_forward(ddp_model, compile_mode) if compile_model else ddp_model  # `model` keeps the weights
     autocast = modules.precision.autocast(dev, precision)  # evaluate.py uses the same
     start_time, eval_seconds, start_step = time.time(), 0.0, step
     nonfinite = FirstNonFiniteStep(dev)
