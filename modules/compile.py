@@ -3,11 +3,12 @@
 Seen on an H200 with torch 2.11.0+cu130 (bench/results/sweep_beauty_h200.md): the backward of the
 length-trimmed batches' graph, compiled for a symbolic history length, failed at the second step in
 inductor's "mix-order reduction" (two reductions of one tensor along both axes fused into one kernel, as
-a LayerNorm's backward has). Its generated code slices a workspace of `nsplit * rnumel` partial sums as
-`ws[idx * nsplit * rnumel : ...]` without parentheses, so with nsplit = `16 + 64*s1` the slice is
-`16 + 64*s1*128` long instead of `(16 + 64*s1) * 128` ("shape '[1168, 128]' is invalid for input of
-size 16"). torch 2.13's inductor writes `({nsplit}) * ({rnumel})`. Before 2.13 the fusion stays off:
-the two reductions run as separate kernels, with the same results.
+a LayerNorm's backward has). Its generated code slices the workspace of nsplit x rnumel partial sums
+with the product unparenthesised: for nsplit = `16 + 64*s1`, rnumel 128 it wrote
+`ws[0 * 16 + 64*s1 * 128 : (0 + 1) * 16 + 64*s1 * 128].view(16 + 64*s1, 128)`, a slice of 16 values
+("shape '[1168, 128]' is invalid for input of size 16"). torch 2.13's inductor writes
+`({nsplit}) * ({rnumel})`. Before 2.13 the fusion stays off: the two reductions run as separate
+kernels, with the same results.
 """
 from __future__ import annotations
 
