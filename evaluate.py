@@ -9,7 +9,7 @@ stage 1's tokenizer, runs trie-constrained beam search for every user of the spl
 Recall@1/5/10 and NDCG@5/10, the share of invalid IDs, catalogue coverage, and the same for two
 floors counted on the training split: popularity (most frequent training targets), and the
 transition baseline ("the items that most often followed the user's last item",
-modules/transition.py). With train.eval_exclude_history all three skip the user's history items
+evaluation/transition.py). With train.eval_exclude_history all three skip the user's history items
 (in Amazon and MovieLens a user never meets the same item twice). `--user N` beam-searches that
 user alone and prints their history, held-out item and top-10 with titles; `--write-topk FILE`
 writes that for every user (as JSON lines). Last stdout line: one JSON object.
@@ -27,14 +27,15 @@ import gin
 import torch
 
 from data.processed import SeqData, as_dataset, load_processed
-from modules.atomic_io import atomic_write_text
-from modules.checkpointing import load_checkpoint
-from modules.errors import ConfigError, MissingFileError, exit_on_user_error
-from modules.gin_cli import binding_source, check_choice, check_positive, entry_point_parser, parse_gin_args
+from runtime.atomic_io import atomic_write_text
+from runtime.checkpointing import load_checkpoint
+from runtime.errors import ConfigError, MissingFileError, exit_on_user_error
+from runtime.gin_cli import binding_source, check_choice, check_positive, entry_point_parser, parse_gin_args
 from modules.model import EncoderDecoderRetrievalModel
-from modules import precision
-from modules.retrieval import METRIC_KS, baseline_topk, recommend, retrieval_metrics
-from modules.run_folder import load_tokenizer, run_dir
+from runtime import precision
+from evaluation.retrieval import METRIC_KS, baseline_topk, recommend, retrieval_metrics
+from modules.tokenizer import SemanticIdTokenizer
+from runtime.run_folder import existing_tokenizer_path, run_dir
 
 REPORTED = ("recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10")
 # The decoder bindings evaluate.py reads (listed by --help).
@@ -66,7 +67,7 @@ def run_config(config: str, flags: list[str]) -> tuple[dict[str, Any], dict]:
                                f"(train.save_dir={given['save_dir']!r})")
     state = load_checkpoint(best_path, map_location="cpu")
     recorded = {}
-    for name, text in state["manifest"]["bindings"].items():  # reprs of literals (modules/checkpointing.py)
+    for name, text in state["manifest"]["bindings"].items():  # reprs of literals (runtime/checkpointing.py)
         try:
             recorded[name] = ast.literal_eval(text)
         except (ValueError, SyntaxError):
@@ -124,7 +125,7 @@ def evaluate(argv: list[str]) -> dict:
         torch.set_num_threads(cfg["num_threads"])
     dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg["device"] == "auto" else cfg["device"])
 
-    tokenizer = load_tokenizer(cfg["tokenizer_dir"], cfg["dataset"], cfg["split"])
+    tokenizer = SemanticIdTokenizer.load(existing_tokenizer_path(cfg["tokenizer_dir"], cfg["dataset"], cfg["split"]))
     model = EncoderDecoderRetrievalModel(**state["model_kwargs"]).to(dev)
     model.load_state_dict(state["model"])
     model.eval()

@@ -29,24 +29,25 @@ import torch
 import torch.distributed
 
 from data.processed import SeqData
-from modules.atomic_io import atomic_write_text
-from modules.batching import ResidentExamples, length_bucketed_batches, micro_batches, trim_history
-from modules.checkpointing import CheckpointError, check_resume_config, file_sha256, gin_bindings, gin_defaults, load_checkpoint, save_checkpoint
-from modules.compile import compile_training_forward
-from modules.distributed import (all_reduce_sum, barrier, init_distributed, rank_rng_states,
+from runtime.atomic_io import atomic_write_text
+from data.batching import ResidentExamples, data_batch, length_bucketed_batches, micro_batches, trim_history
+from runtime.checkpointing import CheckpointError, check_resume_config, file_sha256, gin_bindings, gin_defaults, load_checkpoint, save_checkpoint
+from runtime.compile import compile_training_forward
+from runtime.distributed import (all_reduce_sum, barrier, init_distributed, rank_rng_states,
                                  restore_rank_rng_states, shard, wrap_ddp)
-from modules.errors import ConfigError
-from modules.gin_cli import check_choice, check_non_negative, check_positive, run_entry_point
-from modules.wandb_run import start_wandb_run
-from modules.loss_watch import FirstNonFiniteStep
-from modules.learning_health import coverage_and_top1_share, level_nll_sums, prior_nll
-from modules.lr_schedule import ramp_then_inverse_sqrt
+from runtime.errors import ConfigError
+from runtime.gin_cli import check_choice, check_non_negative, check_positive, run_entry_point
+from runtime.wandb_run import start_wandb_run
+from runtime.loss_watch import FirstNonFiniteStep
+from evaluation.learning_health import coverage_and_top1_share, level_nll_sums, prior_nll
+from runtime.lr_schedule import ramp_then_inverse_sqrt
 from modules.model import EncoderDecoderRetrievalModel
-import modules.precision
-from modules.optimizer import OPTIMIZERS, build_optimizer
-from modules.progress import tqdm  # tqdm that says at the start when the run is estimated to take long
-from modules.retrieval import METRIC_KS, baseline_topk, data_batch, recommend, retrieval_metrics
-from modules.run_folder import load_tokenizer, run_dir, tokenizer_path
+import runtime.precision
+from runtime.optimizer import OPTIMIZERS, build_optimizer
+from runtime.progress import tqdm  # tqdm that says at the start when the run is estimated to take long
+from evaluation.retrieval import METRIC_KS, baseline_topk, recommend, retrieval_metrics
+from modules.tokenizer import SemanticIdTokenizer
+from runtime.run_folder import existing_tokenizer_path, run_dir
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 LOG_EVERY = 100  # steps between reads of the training loss (each read waits for the GPU)
@@ -72,7 +73,7 @@ def train(
     iterations: int = 200_000,
     batch_size: int = 256,
     micro_batch_size: int | None = None,  # gradient accumulation: per-process pieces of at most this many examples
-    optimizer: str = "adamw",             # "adamw" | "adafactor" (its lr is a relative step: modules/optimizer.py)
+    optimizer: str = "adamw",             # "adamw" | "adafactor" (its lr is a relative step: runtime/optimizer.py)
     learning_rate: float = 0.01,
     weight_decay: float = 0.01,           # on linear maps only, never on embeddings, norms, biases
     lr_ramp_steps: int = 0,               # linear ramp of the lr from ~0 over these first steps
@@ -133,7 +134,7 @@ def train(
     if eval_beam_width < max(METRIC_KS):
         raise ConfigError(f"train.eval_beam_width={eval_beam_width}: must be >= {max(METRIC_KS)} for Recall@{max(METRIC_KS)}",
                           binding="eval_beam_width")
-    check_choice(optimizer=(optimizer, OPTIMIZERS), precision=(precision, modules.precision.PRECISIONS),
+    check_choice(optimizer=(optimizer, OPTIMIZERS), precision=(precision, runtime.precision.PRECISIONS),
                  compile_mode=(compile_mode, COMPILE_MODES))
     if num_threads is not None:
         torch.set_num_threads(num_threads)
@@ -142,8 +143,9 @@ def train(
     torch.manual_seed(seed + env.rank)  # dropout noise differs per rank; rank 0's is the one-process stream
     out_dir = run_dir(save_dir, dataset, split)
 
-    tokenizer = load_tokenizer(tokenizer_dir, dataset, split)
-    tokenizer_hash = file_sha256(tokenizer_path(tokenizer_dir, dataset, split))
+    tokenizer_file = existing_tokenizer_path(tokenizer_dir, dataset, split)
+    tokenizer = SemanticIdTokenizer.load(tokenizer_file)
+    tokenizer_hash = file_sha256(tokenizer_file)
     if not env.is_main:
         barrier(env)  # rank 0 builds the caches first; the others then read them
     train_data = SeqData(dataset_folder, dataset, split, "train", max_seq_len, cache_dir)
@@ -184,7 +186,7 @@ def train(
               f"{len(valid_index):,} validation users; device {dev}, {env.world_size} process(es)", file=sys.stderr)
 
     # The floors every validation number is read against, on the same validation users: popularity,
-    # the transition baseline (modules/transition.py) and the per-level NLL of a history-blind prior.
+    # the transition baseline (evaluation/transition.py) and the per-level NLL of a history-blind prior.
     valid_targets = valid_data.targets[valid_index]
     floors = baseline_topk(train_data, valid_data, max(METRIC_KS), valid_index, eval_exclude_history)
     baselines = {name: retrieval_metrics(ranked, valid_targets) for name, ranked in floors.items()}
@@ -232,13 +234,13 @@ def train(
         wandb_run = start_wandb_run(wandb_project, bindings, out_dir, f"decoder-{dataset}-{split}")
 
     # Batches without replacement: epoch e visits randperm(seed + e) (bucket_by_length: that permutation
-    # grouped by history length, modules/batching.py); a step's batch depends on the step only, so a
+    # grouped by history length, data/batching.py); a step's batch depends on the step only, so a
     # resumed run sees exactly the batches an uninterrupted one would.
     steps_per_epoch = len(train_data) // batch_size  # the GLOBAL batch: each of N ranks trains on batch_size / N
     perm_epoch, batches, max_lengths = -1, None, None
     resident = ResidentExamples(train_data, sem_ids, dev) if resident_data else None
     forward = compile_training_forward(ddp_model, compile_mode) if compile_model else ddp_model  # `model` keeps the weights
-    autocast = modules.precision.autocast(dev, precision)  # evaluate.py uses the same
+    autocast = runtime.precision.autocast(dev, precision)  # evaluate.py uses the same
     start_time, eval_seconds, start_step = time.time(), 0.0, step
     nonfinite = FirstNonFiniteStep(dev)
     loss_sum, loss_steps = torch.zeros((), device=dev), 0  # training loss since the last evaluation, summed on the device

@@ -26,19 +26,19 @@ import torch.distributed
 import torch
 
 from data.processed import ItemData
-from modules.atomic_io import atomic_write_text
-from modules.checkpointing import CheckpointError, check_resume_config, gin_bindings, gin_defaults, load_checkpoint, save_checkpoint
+from runtime.atomic_io import atomic_write_text
+from runtime.checkpointing import CheckpointError, check_resume_config, gin_bindings, gin_defaults, load_checkpoint, save_checkpoint
 from modules.codebook_health import code_counts, codebook_perplexity, codebook_usage, restart_dead_codes
-from modules.distributed import (all_gather_cat, all_reduce_sum, barrier, broadcast_module, init_distributed,
+from runtime.distributed import (all_gather_cat, all_reduce_sum, barrier, broadcast_module, init_distributed,
                                  rank_rng_states, restore_rank_rng_states, shard, wrap_ddp)
-from modules.errors import ConfigError
-from modules.gin_cli import check_choice, check_non_negative, check_positive, run_entry_point
-from modules.wandb_run import start_wandb_run
-from modules.loss_watch import FirstNonFiniteStep
-from modules.progress import tqdm  # tqdm that says at the start when the run is estimated to take long
+from runtime.errors import ConfigError
+from runtime.gin_cli import check_choice, check_non_negative, check_positive, run_entry_point
+from runtime.wandb_run import start_wandb_run
+from runtime.loss_watch import FirstNonFiniteStep
+from runtime.progress import tqdm  # tqdm that says at the start when the run is estimated to take long
 from modules.quantize import FORWARD_MODES, annealed_temperature
 from modules.rqvae import RqVae
-from modules.run_folder import run_dir, tokenizer_path
+from runtime.run_folder import run_dir, tokenizer_path
 from modules.tokenizer import SemanticIdTokenizer, collision_stats
 
 # Bindings that may change between a run and its resumption (extend a run, switch logging).

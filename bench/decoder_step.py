@@ -26,12 +26,12 @@ import gin
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-import modules.precision
+import runtime.precision
 import train_decoder
-from modules.batching import micro_batches
-from modules.gin_cli import load_gin_config
+from data.batching import micro_batches
+from runtime.gin_cli import load_gin_config
 from modules.model import EncoderDecoderRetrievalModel
-from modules.optimizer import build_optimizer
+from runtime.optimizer import build_optimizer
 
 N_LEVELS, CODEBOOK_SIZE = 4, 256  # 3 RQ-VAE codes + the collision token, as stage 1 writes them
 N_ITEMS = 12_101                  # a catalogue of Beauty's size (random IDs)
@@ -61,7 +61,7 @@ def time_step(bindings: dict, micro_batch_size: int | None, device: torch.device
     if model.item_emb is not None:
         model.item_emb.index(catalogue)
     opt = build_optimizer(model, bindings["optimizer"], bindings["learning_rate"], bindings["weight_decay"])
-    autocast = modules.precision.autocast(device, bindings["precision"])
+    autocast = runtime.precision.autocast(device, bindings["precision"])
     batch = synthetic_batch(catalogue, bindings["batch_size"], max_seq_len, bindings["n_user_buckets"], device, generator)
 
     def step() -> None:  # train_decoder.py's step (constrained_softmax's masks left out: a lookup)

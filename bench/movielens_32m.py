@@ -81,10 +81,11 @@ def time_steps(work: Path) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from data.processed import ItemData, SeqData
-    from modules.batching import ResidentExamples
+    from data.batching import ResidentExamples
     from modules.model import EncoderDecoderRetrievalModel
     from modules.rqvae import RqVae
-    from modules.run_folder import load_tokenizer
+    from modules.tokenizer import SemanticIdTokenizer
+    from runtime.run_folder import existing_tokenizer_path
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -131,7 +132,7 @@ def time_steps(work: Path) -> dict:
     out["rqvae"] = {"batch": 1024, "cpu_s_per_step": timed(rqvae_step, 20), "flops_per_step": flops(rqvae_step)}
 
     data = SeqData(root, "ml-32m", "ml-32m", "train", 200, cache)
-    tokenizer = load_tokenizer(str(work / "out" / "rqvae"), "ml-32m", "ml-32m")
+    tokenizer = SemanticIdTokenizer.load(existing_tokenizer_path(str(work / "out" / "rqvae"), "ml-32m", "ml-32m"))
     resident = ResidentExamples(data, tokenizer.sem_ids, torch.device("cpu"))
     model = EncoderDecoderRetrievalModel(n_levels=tokenizer.sem_ids.shape[1], codebook_size=tokenizer.codebook_size,
                                          max_history=200)
@@ -158,7 +159,7 @@ def time_steps(work: Path) -> dict:
     out["decoder"] = {"flops_per_example": flops_8 / 8, "flops_per_paper_step": flops_8 / 8 * PAPER_BATCH,
                       "saved_bytes_per_example": saved_for_backward(lambda: decoder_step(8)) / 8,
                       "saved_bytes_per_example_fused": saved_for_backward(forward_no_dropout) / 8,
-                      "train_examples": len(data), "interactions": len(data._items)}
+                      "train_examples": len(data), "interactions": len(data.items)}
     return out
 
 

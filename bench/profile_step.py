@@ -19,12 +19,12 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from data.processed import ItemData, SeqData
-from modules.batching import trim_history
+from data.batching import trim_history
 from modules.model import EncoderDecoderRetrievalModel
 from modules.rqvae import RqVae
 from modules.semantic_id_trie import SemanticIdTrie
 from modules.tokenizer import SemanticIdTokenizer
-from modules.retrieval import data_batch
+from data.batching import data_batch
 
 
 DECODERS = {  # the model bindings of configs/decoder_amazon.gin and configs/decoder_amazon_cpu.gin
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     trie = SemanticIdTrie(sem_ids.to(device), codebook_size=256)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
-    if args.decoder == "cpu":  # the CPU config's length buckets (modules/batching.py): batches of similar lengths,
+    if args.decoder == "cpu":  # the CPU config's length buckets (data/batching.py): batches of similar lengths,
         chunks = perm[train.history_lengths[perm].argsort()].split(256)  # in random order (not shortest first)
         perm = torch.cat([chunks[i] for i in torch.randperm(len(chunks), generator=torch.Generator().manual_seed(1))])
     batches = iter(perm.split(256))

@@ -15,7 +15,8 @@ import argparse
 from pathlib import Path
 
 from data.processed import SeqData
-from modules.run_folder import load_tokenizer
+from modules.tokenizer import SemanticIdTokenizer
+from runtime.run_folder import existing_tokenizer_path
 
 HEADER = ("| tokenizer | valid transitions sharing code 1 | codes 1-2 | items sharing a 3-code prefix | "
           "largest group |\n|---|---:|---:|---:|---:|")
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     valid = SeqData(args.root, args.dataset, args.split, subset="valid", cache_dir=args.cache_dir)
     print(HEADER)
     for folder, label in zip(args.tokenizer_dirs, labels):
-        tokenizer = load_tokenizer(folder, args.dataset, args.split)
+        tokenizer = SemanticIdTokenizer.load(existing_tokenizer_path(folder, args.dataset, args.split))
         if tokenizer.n_items != valid.n_items:
             raise SystemExit(f"{folder}: {tokenizer.n_items} items, but {args.dataset}/{args.split} has {valid.n_items}")
         code1, code12 = shared_prefix_shares(tokenizer.sem_ids, valid.last_items, valid.targets, levels=2)

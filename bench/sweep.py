@@ -51,7 +51,7 @@ from typing import NamedTuple
 import torch
 
 from bench.device_info import device_name, software_versions
-from modules.atomic_io import atomic_write_text
+from runtime.atomic_io import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
 ARM_NAME = re.compile(r"[A-Za-z0-9._-]+")
@@ -113,8 +113,8 @@ def check_arms(arms: list[Arm], decoder_config: str, before: list[str], after: l
     import gin
 
     import train_decoder
-    from modules.errors import UserError
-    from modules.gin_cli import parse_gin_args, train_defaults
+    from runtime.errors import UserError
+    from runtime.gin_cli import parse_gin_args, train_defaults
 
     defaults = train_defaults(train_decoder.train)
     for arm in arms:
@@ -222,7 +222,7 @@ def read_curve(run: Path, final: dict | None, validations: dict[int, dict]) -> t
     if final is not None and "valid_history" in final:
         history, source = final["valid_history"], "final JSON line (valid_history)"
     elif (run / "checkpoint.pt").is_file():
-        from modules.checkpointing import load_checkpoint
+        from runtime.checkpointing import load_checkpoint
 
         history, source = json.loads(load_checkpoint(run / "checkpoint.pt").get("history", "[]")), "last checkpoint's history"
     else:

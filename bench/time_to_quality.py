@@ -45,7 +45,7 @@ from bench.device_info import device_name, software_versions
 from data.item_embeddings import cache_path
 from data.item_text import TEXT_TEMPLATE
 from data.processed import ItemData, SeqData, as_dataset, cache_folder, load_processed
-from modules.atomic_io import atomic_write_text
+from runtime.atomic_io import atomic_write_text
 
 # The three entry points, imported before any of them parses a config (gin refuses new
 # configurables once a config has been parsed).

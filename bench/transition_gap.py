@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from data.processed import SeqData
-from modules.retrieval import baseline_topk, retrieval_metrics
+from evaluation.retrieval import baseline_topk, retrieval_metrics
 
 TOP_K = 10
 

@@ -14,7 +14,7 @@ import sys
 import data.item_embeddings as item_embeddings
 import data.processed as processed
 from data.processed import ItemData, RecDataset, SeqData
-from modules.errors import exit_on_user_error
+from runtime.errors import exit_on_user_error
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -38,7 +38,7 @@ def statistics(args: argparse.Namespace) -> dict:
                      encoder_model=args.encoder_model, force_process=args.force_process)
     seqs = {s: SeqData(args.root, args.dataset, args.split, subset=s, max_seq_len=args.max_seq_len,
                        cache_dir=args.cache_dir) for s in ("train", "valid", "test")}
-    n_interactions = len(seqs["test"]._items)
+    n_interactions = len(seqs["test"].items)
     cache = processed.cache_folder(args.cache_dir, RecDataset(args.dataset), args.split)
     stats = {
         "dataset": args.dataset, "split": cache.name,  # MovieLens ignores --split: its one split is its name

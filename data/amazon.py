@@ -21,7 +21,7 @@ import torch
 from data.download import ensure_raw_files, missing_files
 from data.item_text import item_text
 from data.raw_data import RawData
-from modules.errors import ConfigError, DataError
+from runtime.errors import ConfigError, DataError
 
 # The P5 release (Geng et al., 2022), `P5_data.zip` on Google Drive, linked from
 # https://github.com/jeykigung/P5 ("Download preprocessed data"); it unpacks to

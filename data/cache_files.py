@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from modules.errors import CacheError
+from runtime.errors import CacheError
 
 REBUILD_ADVICE = "delete it, or rebuild the cache with `python -m data ... --force-process` (ItemData/SeqData force_process=True)"
 

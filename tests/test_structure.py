@@ -1,11 +1,27 @@
-"""The project's layering, read from the import statements (function-level imports included):
-entry points import modules/, data/, ops/ and never each other; ops/ never imports gin; no cycles."""
+"""The project's layering, read from the import statements (function-level imports included).
+
+    entry points (train_rqvae, train_decoder, evaluate)   import any package, never each other
+    evaluation/   ranking users, metrics, floors, learning health   imports data/, modules/, runtime/
+    data/         raw files -> features, sequences, batches          imports runtime/; nothing of the model
+    modules/      the model and its search                           imports ops/, runtime/; no gin, no data/
+    runtime/      run machinery (config, checkpoints, DDP, ...)      imports no other package of the project
+    ops/          kernels                                            imports nothing of the project; no gin
+
+A package imports only the packages below it: no arrow runs back up, and no cycles anywhere."""
 import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 ENTRY_POINTS = ("train_rqvae", "train_decoder", "evaluate")
-PACKAGES = ("data", "modules", "ops")
+PACKAGES = ("ops", "runtime", "modules", "data", "evaluation")
+# What each package may import of the project (itself always).
+ALLOWED = {
+    "ops": set(),
+    "runtime": set(),
+    "modules": {"ops", "runtime"},
+    "data": {"runtime"},
+    "evaluation": {"data", "modules", "runtime", "ops"},
+}
 
 
 def module_name(path: Path) -> str:
@@ -32,22 +48,55 @@ def imports(path: Path, known: set[str]) -> set[str]:
     return found
 
 
+def import_graph() -> dict[str, set[str]]:
+    modules = project_modules()
+    return {name: imports(path, set(modules)) for name, path in modules.items()}
+
+
+def transitive(graph: dict[str, set[str]], name: str) -> set[str]:
+    """Everything `name` imports, directly or through other project modules."""
+    seen, todo = set(), [name]
+    while todo:
+        for dep in graph.get(todo.pop(), ()):
+            if dep not in seen:
+                seen.add(dep)
+                todo.append(dep)
+    return seen
+
+
 def test_entry_points_import_no_other_entry_point():
-    modules = project_modules()
+    graph = import_graph()
     for name in ENTRY_POINTS:
-        assert not imports(modules[name], set(modules)) & set(ENTRY_POINTS), name
+        assert not graph[name] & set(ENTRY_POINTS), name
 
 
-def test_ops_never_imports_gin():
-    modules = project_modules()
-    for name, path in modules.items():
-        if name.startswith("ops"):
-            assert not {m for m in imports(path, set(modules)) if m.split(".")[0] == "gin"}, name
+def test_packages_import_only_the_packages_below_them():
+    graph = import_graph()
+    for name, deps in graph.items():
+        package = name.split(".")[0]
+        if package not in ALLOWED:
+            continue
+        project = {d.split(".")[0] for d in deps} & (set(PACKAGES) | set(ENTRY_POINTS))
+        assert project <= ALLOWED[package] | {package}, f"{name} imports {sorted(project - ALLOWED[package] - {package})}"
+
+
+def test_neither_ops_nor_modules_import_gin_even_indirectly():
+    graph = import_graph()
+    for name in graph:
+        if name.split(".")[0] in ("ops", "modules"):
+            gin_users = {d for d in transitive(graph, name) if d.split(".")[0] == "gin"}
+            assert not gin_users, name
+
+
+def test_data_imports_nothing_of_the_model_even_indirectly():
+    graph = import_graph()
+    for name in graph:
+        if name.startswith("data"):
+            assert not {d for d in transitive(graph, name) if d.split(".")[0] in ("modules", "evaluation", "ops")}, name
 
 
 def test_no_import_cycles():
-    modules = project_modules()
-    graph = {name: sorted(imports(path, set(modules)) & set(modules)) for name, path in modules.items()}
+    graph = {name: sorted(deps & set(project_modules())) for name, deps in import_graph().items()}
     state: dict[str, str] = {}  # "open" while on the DFS stack, "done" after
 
     def visit(name: str, stack: list[str]) -> None:

@@ -4,7 +4,7 @@ import sys
 import pytest
 
 from bench import sweep
-from modules.checkpointing import save_checkpoint
+from runtime.checkpointing import save_checkpoint
 from tests.test_time_to_quality import DECODER, RQVAE, toy  # noqa: F401  (toy: the fixture data set)
 
 

@@ -8,7 +8,7 @@ from bench import time_to_quality
 from data.item_embeddings import cache_path
 from data.item_text import TEXT_TEMPLATE
 from data.processed import RecDataset, cache_folder, load_processed
-from modules.atomic_io import atomic_torch_save
+from runtime.atomic_io import atomic_torch_save
 from tests.fixtures import write_amazon_raw
 
 # Toy stage 1 and 2 on the fixture data set, on top of the CPU configs.

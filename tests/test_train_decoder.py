@@ -6,7 +6,7 @@ import torch
 
 import data.processed
 import train_decoder
-from modules.checkpointing import CheckpointError
+from runtime.checkpointing import CheckpointError
 from modules.tokenizer import SemanticIdTokenizer
 from tests.fixtures import write_amazon_raw
 
@@ -97,7 +97,7 @@ def test_every_config_parses_and_sets_every_parameter(config):
 
     import gin
 
-    from modules.gin_cli import parse_gin_args
+    from runtime.gin_cli import parse_gin_args
 
     gin.clear_config()
     parse_gin_args(train_decoder.train, [str(config)])

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import train_rqvae
-from modules.checkpointing import CheckpointError
-from modules.errors import ConfigError
-from modules.gin_cli import parse_gin_args
+from runtime.checkpointing import CheckpointError
+from runtime.errors import ConfigError
+from runtime.gin_cli import parse_gin_args
 from modules.rqvae import RqVae
 from modules.tokenizer import SemanticIdTokenizer
 from tests.fixtures import write_amazon_raw

@@ -8,7 +8,7 @@ import torch_geometric.data
 import data.download as download
 from data.amazon import P5_URL, RAW_FILES, ensure_raw, load_amazon, read_meta
 from data.item_text import item_text
-from modules.errors import MissingFileError
+from runtime.errors import MissingFileError
 from tests.fixtures import amazon_meta, amazon_sequences, write_amazon_raw
 
 

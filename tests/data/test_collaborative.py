@@ -4,7 +4,7 @@ import torch
 
 from data.collaborative import collaborative_vectors, cooccurrence_pairs
 from data.processed import ItemData
-from modules.errors import ConfigError
+from runtime.errors import ConfigError
 from tests.data.conftest import FAKE_DIM
 from tests.fixtures import write_amazon_raw
 

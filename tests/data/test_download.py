@@ -8,7 +8,7 @@ import data.download as download
 import data.movielens as movielens
 from data.ml1m import load_ml1m
 from data.ml32m import load_ml32m
-from modules.errors import MissingFileError
+from runtime.errors import MissingFileError
 from tests.fixtures import write_ml1m_raw, write_ml32m_raw
 
 

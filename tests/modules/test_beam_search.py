@@ -4,8 +4,9 @@ from hypothesis import given, settings, strategies as st
 from torch import nn
 
 from modules.beam_search import constrained_beam_search
-from modules.metrics import TopKMetrics
-from modules.model import EncoderDecoderRetrievalModel, sem_id_batch
+from evaluation.metrics import TopKMetrics
+from data.batching import sem_id_batch
+from modules.model import EncoderDecoderRetrievalModel
 from modules.semantic_id_trie import SemanticIdTrie
 
 

@@ -1,7 +1,7 @@
 import torch
 import torch.nn.functional as F
 
-from modules.model import EncoderDecoderRetrievalModel, sem_id_batch
+from modules.model import EncoderDecoderRetrievalModel
 
 
 def tiny_model(**kw):
@@ -50,14 +50,6 @@ def test_loss_is_cross_entropy_over_each_levels_codes():
     assert logits.shape == (1, 4, 5)  # each position scores only its level's 5 codes
     manual = -torch.stack([F.log_softmax(logits[0, t], -1)[target[0, t]] for t in range(4)]).mean()
     torch.testing.assert_close(model.loss(logits, target), manual)
-
-
-def test_sem_id_batch_maps_items_and_keeps_padding():
-    sem_ids = torch.tensor([[0, 1, 0, 0], [2, 2, 1, 0], [1, 0, 0, 1]])
-    batch = {"user_id": torch.tensor([5]), "history": torch.tensor([[2, 0, -1]]), "target": torch.tensor([1])}
-    out = sem_id_batch(batch, sem_ids)
-    assert out["history"].tolist() == [[[1, 0, 0, 1], [0, 1, 0, 0], [-1, -1, -1, -1]]]
-    assert out["target"].tolist() == [[2, 2, 1, 0]] and out["target_item"].tolist() == [1]
 
 
 def test_recency_positions_count_back_from_the_most_recent_item():

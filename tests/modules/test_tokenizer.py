@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from modules.errors import CheckpointError
+from runtime.errors import CheckpointError
 from modules.rqvae import RqVae
 from modules.tokenizer import SemanticIdTokenizer, collision_stats, collision_tokens
 

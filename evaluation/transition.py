@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from modules.popularity import most_popular
+from evaluation.popularity import most_popular
 
 
 def transition_table(last: Tensor, target: Tensor, n_items: int, k: int) -> Tensor:

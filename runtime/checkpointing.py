@@ -21,9 +21,9 @@ import gin
 import numpy as np
 import torch
 
-from modules.atomic_io import atomic_torch_save, atomic_write_text
-from modules.errors import CheckpointError
-from modules.gin_cli import train_defaults
+from runtime.atomic_io import atomic_torch_save, atomic_write_text
+from runtime.errors import CheckpointError
+from runtime.gin_cli import train_defaults
 
 
 def gin_bindings(fn: Callable) -> dict[str, str]:

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modules.learning_health import coverage_and_top1_share, level_nll_sums, prior_nll
+from evaluation.learning_health import coverage_and_top1_share, level_nll_sums, prior_nll
 from modules.model import EncoderDecoderRetrievalModel
 from modules.semantic_id_trie import SemanticIdTrie
 

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modules.errors import MissingFileError
-from modules.tokenizer import SemanticIdTokenizer
+from runtime.errors import MissingFileError
 
 
 def run_dir(save_dir: str, dataset: str, split: str) -> Path:
@@ -15,10 +14,11 @@ def tokenizer_path(tokenizer_dir: str, dataset: str, split: str) -> Path:
     return run_dir(tokenizer_dir, dataset, split) / "semantic_ids.pt"
 
 
-def load_tokenizer(tokenizer_dir: str, dataset: str, split: str) -> SemanticIdTokenizer:
-    """Stage 1's semantic IDs for the data set; a missing file names the path and the binding."""
+def existing_tokenizer_path(tokenizer_dir: str, dataset: str, split: str) -> Path:
+    """Stage 1's semantic_ids.pt for the data set (load it with SemanticIdTokenizer.load); a missing
+    file names the path and the binding."""
     path = tokenizer_path(tokenizer_dir, dataset, split)
     if not path.is_file():
         raise MissingFileError(f"no tokenizer at {path} (train.tokenizer_dir={tokenizer_dir!r}): "
                                "run train_rqvae.py first, or point train.tokenizer_dir at its save_dir")
-    return SemanticIdTokenizer.load(path)
+    return path

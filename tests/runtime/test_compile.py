@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch._inductor.config as inductor_config
 
-import modules.compile
-from modules.compile import compile_training_forward, mix_order_reduction_is_safe
+import runtime.compile
+from runtime.compile import compile_training_forward, mix_order_reduction_is_safe
 
 
 @pytest.mark.parametrize("version, safe", [("2.11.0+cu130", False), ("2.12.1", False), ("2.9.1+cpu", False),
@@ -19,7 +19,7 @@ def test_unparseable_version_is_refused():
 
 @pytest.mark.parametrize("version, fusion_after", [("2.11.0+cu130", False), ("2.13.0+cpu", True)])
 def test_compile_turns_the_fusion_off_on_older_torch_only(monkeypatch, version, fusion_after):
-    monkeypatch.setattr(modules.compile.torch, "__version__", version)
+    monkeypatch.setattr(runtime.compile.torch, "__version__", version)
     model = torch.nn.Linear(3, 2)
     with inductor_config.patch({"triton.mix_order_reduction": True}):  # restored on leaving
         forward = compile_training_forward(model, "default")  # lazy: nothing compiles until it is called

@@ -1,6 +1,6 @@
 import torch
 
-from modules.transition import transition_table, transition_topk
+from evaluation.transition import transition_table, transition_topk
 
 
 def test_successor_counts_then_popularity_back_off():

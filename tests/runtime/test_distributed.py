@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from modules.distributed import DistEnv, all_reduce_sum, cleanup, init_distributed, shard, wrap_ddp
+from runtime.distributed import DistEnv, all_reduce_sum, cleanup, init_distributed, shard, wrap_ddp
 
 STEPS, GLOBAL_BATCH = 5, 8
 

@@ -9,22 +9,16 @@ import torch
 from tqdm import tqdm
 
 from data.processed import SeqData
-from modules.batching import trim_history
+from data.batching import data_batch, trim_history
 from modules.beam_search import constrained_beam_search
-from modules.distributed import DistEnv, all_reduce_sum
-from modules.metrics import TopKMetrics
-from modules.model import EncoderDecoderRetrievalModel, sem_id_batch
-from modules.popularity import most_popular
+from runtime.distributed import DistEnv, all_reduce_sum
+from evaluation.metrics import TopKMetrics
+from modules.model import EncoderDecoderRetrievalModel
+from evaluation.popularity import most_popular
 from modules.semantic_id_trie import SemanticIdTrie
-from modules.transition import transition_topk
+from evaluation.transition import transition_topk
 
 METRIC_KS = (1, 5, 10)
-
-
-def data_batch(data: SeqData, index: torch.Tensor, sem_ids: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
-    """Examples `index` of a split as semantic IDs, on `device`."""
-    raw = {"user_id": data.user_ids[index], "history": data.history_batch(index), "target": data.targets[index]}
-    return {k: v.to(device) for k, v in sem_id_batch(raw, sem_ids).items()}
 
 
 @torch.no_grad()
@@ -56,7 +50,7 @@ def baseline_topk(train: SeqData, data: SeqData, k: int, index: torch.Tensor | N
                   exclude_history: bool = False) -> dict[str, torch.Tensor]:
     """The floors' top-k item ids [M, k] for examples `index` (default: all) of `data`, counted on the
     training split only: popularity (the most frequent training targets) and transition (for each
-    history's last item, the items that most often followed it; modules/transition.py).
+    history's last item, the items that most often followed it; evaluation/transition.py).
     exclude_history: as for `recommend`, each list skips the example's history items."""
     index = torch.arange(len(data)) if index is None else index
     last = data.last_items[index]  # [M]

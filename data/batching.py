@@ -1,6 +1,6 @@
-"""Training batches for stage 2 without padding work and without the host in the loop.
-
-Three independent pieces, each switched on from train_decoder.py's gin bindings:
+"""Stage 2's batches: a split's examples as semantic IDs (`sem_id_batch`, `data_batch`, used by
+training, validation and evaluation alike), and training batches without padding work and without
+the host in the loop, three independent pieces each switched on from train_decoder.py's gin bindings:
 
 - `length_bucketed_batches`: Beauty's training histories average 6.7 of the 20 allowed items, so
   two thirds of the encoder's tokens are padding (bench/results/profile_cpu.md), and every random
@@ -23,10 +23,11 @@ Three independent pieces, each switched on from train_decoder.py's gin bindings:
 from __future__ import annotations
 
 import torch
+from einops import rearrange
 from torch import Tensor
 
+from data.processed import SeqData
 from data.splits import gather_histories
-from modules.model import sem_id_batch
 
 
 def length_bucketed_batches(lengths: Tensor, batch_size: int, generator: torch.Generator,
@@ -62,17 +63,33 @@ def micro_batches(batch: dict[str, Tensor], size: int | None) -> list[dict[str, 
     return [{k: v[i] for k, v in pieces.items()} for i in range(len(pieces["target"]))]
 
 
+def sem_id_batch(batch: dict[str, Tensor], sem_ids: Tensor) -> dict[str, Tensor]:
+    """Item ids -> semantic IDs. batch: user_id [B], history [B, L] item ids (-1 = padding),
+    target [B]; sem_ids [n_items, T] (on the batch's device) -> user_ids, history [B, L, T], target [B, T], target_item."""
+    history = batch["history"]
+    history_codes = sem_ids[history.clamp(min=0)]
+    history_codes = history_codes.masked_fill(rearrange(history < 0, "b l -> b l 1"), -1)
+    return {"user_ids": batch["user_id"], "history": history_codes,
+            "target": sem_ids[batch["target"]], "target_item": batch["target"]}
+
+
+def data_batch(data: SeqData, index: torch.Tensor, sem_ids: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+    """Examples `index` of a split as semantic IDs, on `device`."""
+    raw = {"user_id": data.user_ids[index], "history": data.history_batch(index), "target": data.targets[index]}
+    return {k: v.to(device) for k, v in sem_id_batch(raw, sem_ids).items()}
+
+
 class ResidentExamples:
     """A SeqData split on `device`, flat: item ids [N] of the whole interaction table (int32), and per
     example [M] its target's row in that table, its history length and its user (int32); history
     lengths are also kept on the CPU (trimming needs them without a device sync). Plus the
     semantic-ID table [n_items, T]. Nothing of size M x max_seq_len is stored."""
 
-    def __init__(self, data, sem_ids: Tensor, device: torch.device) -> None:
-        if len(data._items) >= 2**31:
-            raise ValueError(f"{len(data._items):,} interactions: more than int32 row numbers can address")
-        self.items = data._items.to(device, torch.int32)                # [N] item ids, grouped by user, oldest first
-        self.target_rows = data._target_rows.to(device, torch.int32)    # [M]
+    def __init__(self, data: SeqData, sem_ids: Tensor, device: torch.device) -> None:
+        if len(data.items) >= 2**31:
+            raise ValueError(f"{len(data.items):,} interactions: more than int32 row numbers can address")
+        self.items = data.items.to(device, torch.int32)                # [N] item ids, grouped by user, oldest first
+        self.target_rows = data.target_rows.to(device, torch.int32)    # [M]
         self.history_lengths = data.history_lengths.to(device, torch.int32)  # [M]
         self.user_ids = data.user_ids.to(device, torch.int32)           # [M]
         self.lengths = data.history_lengths.clone()                     # [M] CPU
@@ -84,7 +101,7 @@ class ResidentExamples:
         return len(self.target_rows)
 
     def batch(self, index: Tensor) -> dict[str, Tensor]:
-        """index [B] on `device` -> the batch `modules.retrieval.data_batch` would build, on `device`."""
+        """index [B] on `device` -> the batch `data_batch` would build, on `device`."""
         rows = self.target_rows[index]  # [B]
         history = gather_histories(self.items, rows, self.history_lengths[index], self.max_seq_len)  # [B, L]
         raw = {"user_id": self.user_ids[index].long(), "history": history.long(), "target": self.items[rows].long()}

@@ -1,7 +1,7 @@
 import sys
 import types
 
-from modules.wandb_run import start_wandb_run
+from runtime.wandb_run import start_wandb_run
 
 
 def test_unreachable_service_falls_back_to_offline(tmp_path, monkeypatch):

@@ -3,8 +3,8 @@ import pytest
 
 import train_decoder
 import train_rqvae
-from modules.errors import ConfigError, MissingFileError
-from modules.gin_cli import check_binding_types, parse_gin_args
+from runtime.errors import ConfigError, MissingFileError
+from runtime.gin_cli import check_binding_types, parse_gin_args
 
 
 @pytest.fixture(autouse=True)

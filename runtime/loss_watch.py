@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from modules.distributed import DistEnv, all_reduce_min
-from modules.errors import UserError
+from runtime.distributed import DistEnv, all_reduce_min
+from runtime.errors import UserError
 
 NEVER = torch.iinfo(torch.int64).max
 

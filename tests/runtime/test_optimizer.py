@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from modules.model import EncoderDecoderRetrievalModel
-from modules.optimizer import build_optimizer, weight_decay_groups
+from runtime.optimizer import build_optimizer, weight_decay_groups
 
 
 def tiny_model() -> EncoderDecoderRetrievalModel:

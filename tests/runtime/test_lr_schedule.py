@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from modules.lr_schedule import lr_factor, ramp_then_inverse_sqrt
+from runtime.lr_schedule import lr_factor, ramp_then_inverse_sqrt
 
 
 def lrs_seen_by_updates(ramp_steps: int, constant_steps: int, n: int, lr: float = 0.01, cooldown_steps: int = 0) -> list[float]:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from modules.checkpointing import (
+from runtime.checkpointing import (
     CheckpointError,
     check_resume_config,
     gin_defaults,

@@ -6,7 +6,7 @@
   int is expected would fail deep inside training; `check_binding_types` checks every binding
   of the entry point's `train()` against its type hints. Every binding error names the config
   file or the --gin flag that set the binding.
-- Errors: on the command line a UserError (modules/errors.py: bad binding, missing file, bad
+- Errors: on the command line a UserError (runtime/errors.py: bad binding, missing file, bad
   data, refused resume, damaged checkpoint or cache) prints as one or two lines on stderr and
   exits with status 2, no traceback; `--debug` or TIGER_DEBUG=1 lets it propagate. Called from
   Python (`main(argv)` in tests and benchmarks) the exception always propagates.
@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import gin
 
-from modules.errors import DEBUG_ENV, ConfigError, MissingFileError, exit_on_user_error, message_of
+from runtime.errors import DEBUG_ENV, ConfigError, MissingFileError, exit_on_user_error, message_of
 
 # What --help lists under "most used bindings" (those the entry point's train() has).
 MOST_USED_BINDINGS = {

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from modules.metrics import TopKMetrics, target_rank
-from modules.popularity import most_popular
+from evaluation.metrics import TopKMetrics, target_rank
+from evaluation.popularity import most_popular
 
 
 def test_metrics_on_hand_computed_rankings():

@@ -1,5 +1,5 @@
 """The training bar says once, early, when the steps left are estimated to take long."""
-import modules.progress as progress
+import runtime.progress as progress
 
 
 class FakeClock:

@@ -2,7 +2,7 @@ from types import SimpleNamespace
 
 import torch
 
-from modules.retrieval import baseline_topk, drop_items
+from evaluation.retrieval import baseline_topk, drop_items
 
 
 def test_drop_items_keeps_the_order_of_the_rest_and_pads_with_minus_one():

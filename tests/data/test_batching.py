@@ -3,12 +3,11 @@ import torch
 
 from data.processed import SeqData
 from data.splits import gather_histories
-from modules.batching import ResidentExamples, length_bucketed_batches, micro_batches, trim_history
+from data.batching import ResidentExamples, data_batch, length_bucketed_batches, micro_batches, sem_id_batch, trim_history
 from modules.model import EncoderDecoderRetrievalModel
 from modules.tokenizer import SemanticIdTokenizer
 from bench.make_movielens_standin import Size, make_standin
 from tests.fixtures import write_amazon_raw
-from modules.retrieval import data_batch
 
 
 def skewed_lengths(n: int, max_len: int = 20, seed: int = 0) -> torch.Tensor:
@@ -108,7 +107,7 @@ def test_resident_store_grows_with_interactions_not_examples_times_max_seq_len(s
     splits, sem_ids = standin
     data = splits["train"]
     resident = ResidentExamples(data, sem_ids, torch.device("cpu"))
-    n, m = len(data._items), len(data)
+    n, m = len(data.items), len(data)
     device_tensors = [resident.items, resident.target_rows, resident.history_lengths, resident.user_ids]
     assert [t.numel() for t in device_tensors] == [n, m, m, m]
     assert all(t.dtype == torch.int32 for t in device_tensors)
@@ -208,3 +207,11 @@ def test_trimmed_lengths_compile_once_more_at_most(toy):
     assert graphs(lambda b, n: trim_history(b, n, min_length=2)) == 2
     assert graphs(lambda b, n: trim_history(b, n)) > 2  # a length of 1
     assert graphs(lambda b, n: {**b, "history": b["history"][:, :max(n, 2)]}) > 2  # sliced views: new strides
+
+
+def test_sem_id_batch_maps_items_and_keeps_padding():
+    sem_ids = torch.tensor([[0, 1, 0, 0], [2, 2, 1, 0], [1, 0, 0, 1]])
+    batch = {"user_id": torch.tensor([5]), "history": torch.tensor([[2, 0, -1]]), "target": torch.tensor([1])}
+    out = sem_id_batch(batch, sem_ids)
+    assert out["history"].tolist() == [[[1, 0, 0, 1], [0, 1, 0, 0], [-1, -1, -1, -1]]]
+    assert out["target"].tolist() == [[2, 2, 1, 0]] and out["target_item"].tolist() == [1]

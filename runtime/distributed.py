@@ -125,7 +125,7 @@ def cleanup(env: DistEnv) -> None:
 
 def rank_rng_states(env: DistEnv) -> list[dict]:
     """Every rank's RNG state (dropout, Gumbel noise and restarts draw per rank), for a checkpoint."""
-    from modules.checkpointing import rng_state
+    from runtime.checkpointing import rng_state
 
     return all_gather_objects(rng_state(), env)
 
@@ -133,7 +133,7 @@ def rank_rng_states(env: DistEnv) -> list[dict]:
 def restore_rank_rng_states(states: list[dict] | dict, env: DistEnv) -> None:
     """Continue each rank's RNG stream from a checkpoint. With another number of processes the
     batches still continue exactly (they depend on the step only); the noise streams cannot."""
-    from modules.checkpointing import set_rng_state
+    from runtime.checkpointing import set_rng_state
 
     states = [states] if isinstance(states, dict) else states
     if len(states) != env.world_size and env.is_main:

@@ -1,0 +1,92 @@
+"""One evaluation of stage 2 on a split, as one record: every user ranked by TIGER's trie-constrained
+beam search and by the floors (popularity, transition), under both ranking protocols, with
+Recall/NDCG@K, catalogue coverage and the learning-health signals. train_decoder.py's validation and
+evaluate.py both call `evaluate_split`, so a number means the same thing in both.
+
+The two ranking protocols, named in every record:
+  "plain"            the paper's (TIGER, Sec. 4): any catalogue item may be ranked, the user's own
+                     history included. Compare with the paper on this one only.
+  "history_skipped"  the items of the user's history (the model's input, its last max_seq_len items) are
+                     never ranked; the other items keep their order. In Amazon and MovieLens a user never
+                     meets an item twice, so this is a filter a deployed system would apply.
+"""
+from __future__ import annotations
+
+import torch
+
+from data.batching import data_batch
+from data.processed import SeqData
+from evaluation.learning_health import coverage_and_top1_share, level_nll_sums
+from evaluation.retrieval import METRIC_KS, baseline_topk, recommend, retrieval_metrics
+from modules.model import EncoderDecoderRetrievalModel
+from modules.semantic_id_trie import SemanticIdTrie
+from runtime.distributed import DistEnv, all_reduce_sum
+
+PROTOCOLS = ("plain", "history_skipped")
+REPORTED = ("recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10")
+
+
+def protocol_name(exclude_history: bool) -> str:
+    """train.eval_exclude_history -> the protocol it names (the one validation selects best.pt on)."""
+    return "history_skipped" if exclude_history else "plain"
+
+
+def topk_health(ranked: torch.Tensor, n_items: int, env: DistEnv | None = None) -> dict[str, float]:
+    """ranked [M, K] item ids (-1 = empty) of this rank's users -> coverage@K (share of the catalogue in
+    anybody's top-K) and top1_share (the most common top-1's share of users), over every rank's users."""
+    counts = torch.stack([torch.bincount(ranked[ranked >= 0], minlength=n_items),
+                          torch.bincount(ranked[:, 0].clamp(min=0), minlength=n_items)])  # [2, n_items]
+    if env is not None:
+        counts = all_reduce_sum(counts.to(env.device), env).cpu()
+    health = coverage_and_top1_share(counts[0], counts[1])
+    return {f"coverage@{ranked.shape[1]}": health["coverage"], "top1_share": health["top1_share"]}
+
+
+def floor_rows(train: SeqData, data: SeqData, index: torch.Tensor | None = None, env: DistEnv | None = None,
+               protocols: tuple[str, ...] = PROTOCOLS) -> dict[str, dict[str, dict[str, float]]]:
+    """The floors, counted on the training split only, for examples `index` (default: all) of `data`:
+    {protocol: {"popularity": metrics, "transition": metrics}} with Recall/NDCG@K and coverage@K."""
+    index = torch.arange(len(data)) if index is None else index
+    rows = {}
+    for protocol in protocols:
+        ranked = baseline_topk(train, data, max(METRIC_KS), index, exclude_history=protocol == "history_skipped")
+        rows[protocol] = {name: {**retrieval_metrics(top, data.targets[index], env),
+                                 **{k: v for k, v in topk_health(top, data.n_items, env).items() if k != "top1_share"}}
+                          for name, top in ranked.items()}
+    return rows
+
+
+@torch.no_grad()
+def evaluate_split(model: EncoderDecoderRetrievalModel, data: SeqData, sem_ids: torch.Tensor, trie: SemanticIdTrie, *,
+                   beam_width: int, batch_size: int, device: torch.device, index: torch.Tensor | None = None,
+                   env: DistEnv | None = None, sort_by_length: bool = False, protocols: tuple[str, ...] = PROTOCOLS,
+                   train: SeqData | None = None, level_nll: bool = False, progress: bool = False) -> dict:
+    """Rank examples `index` (default: all; with DDP this rank's share) of `data` under each protocol.
+
+    Returns {"users": N over every rank, protocol: {"tiger": {recall@K, ndcg@K, coverage@10, top1_share},
+    and with `train`: "popularity", "transition": {recall@K, ndcg@K, coverage@10}}, ...,
+    with `level_nll`: "nll_level_<t>": teacher-forced NLL of each level of the target ID,
+    "found": {protocol: recommend()'s output for this rank's users (item_ids, sem_ids, scores)}}.
+    One beam search per protocol: skipping the history changes which prefixes the beams keep, so the
+    plain search cannot serve both exactly."""
+    index = torch.arange(len(data)) if index is None else index
+    record: dict = {"found": {}}
+    for protocol in protocols:
+        found = recommend(model, data, sem_ids, trie, beam_width, max(METRIC_KS), batch_size, device, index,
+                          progress=progress, sort_by_length=sort_by_length,
+                          exclude_history=protocol == "history_skipped")
+        record["found"][protocol] = found
+        record[protocol] = {"tiger": {**retrieval_metrics(found["item_ids"], data.targets[index], env),
+                                      **topk_health(found["item_ids"], data.n_items, env)}}
+    if train is not None:
+        for protocol, rows in floor_rows(train, data, index, env, protocols).items():
+            record[protocol].update(rows)
+    if level_nll:
+        sums, count = level_nll_sums(model, (data_batch(data, chunk, sem_ids, device)
+                                             for chunk in index.split(batch_size)), trie)
+        totals = torch.cat([sums, torch.tensor([count], dtype=torch.float64, device=sums.device)])
+        totals = (all_reduce_sum(totals, env) if env is not None else totals).cpu()
+        record.update({f"nll_level_{t}": v for t, v in enumerate((totals[:-1] / totals[-1]).tolist())})
+    users = torch.tensor([len(index)], device=env.device if env is not None else "cpu")
+    record["users"] = int(all_reduce_sum(users, env).item()) if env is not None else len(index)
+    return record
