@@ -33,11 +33,12 @@ from runtime.errors import ConfigError, MissingFileError, exit_on_user_error
 from runtime.gin_cli import binding_source, check_choice, check_positive, entry_point_parser, parse_gin_args
 from modules.model import EncoderDecoderRetrievalModel
 from runtime import precision
-from evaluation.retrieval import METRIC_KS, baseline_topk, recommend, retrieval_metrics
+from evaluation.report import PROTOCOLS, REPORTED, evaluate_split, protocol_name
+from evaluation.retrieval import METRIC_KS, recommend
 from modules.tokenizer import SemanticIdTokenizer
 from runtime.run_folder import existing_tokenizer_path, run_dir
 
-REPORTED = ("recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10")
+PROTOCOL_TITLES = {"plain": "plain (the paper's protocol)", "history_skipped": "history skipped"}
 # The decoder bindings evaluate.py reads (listed by --help).
 READS = ("dataset_folder", "dataset", "split", "cache_dir", "tokenizer_dir", "save_dir", "max_seq_len", "device",
          "num_threads", "precision", "eval_beam_width", "eval_batch_size", "eval_sort_by_length",
@@ -166,37 +167,36 @@ def evaluate(argv: list[str]) -> dict:
         return result
 
     start = time.time()
+    train_data = SeqData(*data_args, "train", cfg["max_seq_len"], cfg["cache_dir"])  # the floors count on it only
     with precision.autocast(dev, cfg["precision"]):  # the precision validation chose best.pt with
-        found = recommend(**search, progress=True)
+        report = evaluate_split(model, data, tokenizer.sem_ids, trie, beam_width=beam_width, batch_size=batch_size,
+                                device=dev, sort_by_length=cfg["eval_sort_by_length"], train=train_data, progress=True)
     seconds = time.time() - start
-    ranked = found["item_ids"]  # [M, top_k]
-    # Validity, checked independently of the beam search's own bookkeeping: every returned
-    # ID (a slot with a finite score) must be some item's full ID, and that item's.
-    returned = torch.isfinite(found["scores"])
-    looked_up = trie.lookup(found["sem_ids"][returned].to(dev)).cpu()
-    invalid_share = float((looked_up != ranked[returned]).float().mean()) if returned.any() else 0.0
-    model_metrics = retrieval_metrics(ranked, data.targets)
-    # The floors, counted on the training split only: popularity and the transition baseline.
-    train_data = SeqData(*data_args, "train", cfg["max_seq_len"], cfg["cache_dir"])
-    floors = baseline_topk(train_data, data, top_k, exclude_history=cfg["eval_exclude_history"])  # name -> [M, top_k]
-    floor_metrics = {name: retrieval_metrics(ranked_by, data.targets) for name, ranked_by in floors.items()}
-    coverage = lambda items: len(torch.unique(items[items >= 0])) / tokenizer.n_items
+    found_by_protocol = report.pop("found")  # this process's users' top-K under each protocol
+    for protocol, found in found_by_protocol.items():
+        # Validity, checked independently of the beam search's own bookkeeping: every returned
+        # ID (a slot with a finite score) must be some item's full ID, and that item's.
+        returned = torch.isfinite(found["scores"])
+        looked_up = trie.lookup(found["sem_ids"][returned].to(dev)).cpu()
+        report[protocol]["tiger"]["invalid_id_share"] = (
+            float((looked_up != found["item_ids"][returned]).float().mean()) if returned.any() else 0.0)
+        for name, row in report[protocol].items():  # the reported columns, in a fixed order
+            report[protocol][name] = {k: row[k] for k in (*REPORTED, "invalid_id_share", f"coverage@{top_k}") if k in row}
+    selected = protocol_name(cfg["eval_exclude_history"])
+    result.update({"users": report["users"], **{protocol: report[protocol] for protocol in PROTOCOLS},
+                   # the config's protocol (train.eval_exclude_history), the one validation chose best.pt on:
+                   "protocol": selected, **report[selected], "eval_seconds": round(seconds, 1)})
+    print(f"{opts.split} split, {len(data):,} users, beam {beam_width}, {seconds:.1f}s for both protocols "
+          f"(best.pt chosen on {selected})", file=sys.stderr)
+    columns = [(protocol, name) for protocol in PROTOCOLS for name in ("tiger", "popularity", "transition")]
+    print(f"{'':<18}" + "".join(f"{PROTOCOL_TITLES[p]:<36}" for p in PROTOCOLS), file=sys.stderr)
+    print(f"{'metric':<18}" + "".join(f"{n.replace('tiger', 'TIGER'):>12}" for _, n in columns), file=sys.stderr)
+    for k in result["plain"]["tiger"]:
+        print(f"{k:<18}" + "".join(f"{result[p][n][k]:>12.4f}" if k in result[p][n] else " " * 12 for p, n in columns),
+              file=sys.stderr)
 
-    result.update({
-        "users": len(data),
-        "tiger": {**{k: model_metrics[k] for k in REPORTED}, "invalid_id_share": invalid_share,
-                  f"coverage@{top_k}": coverage(ranked)},
-        **{name: {**{k: floor_metrics[name][k] for k in REPORTED}, f"coverage@{top_k}": coverage(floors[name])}
-           for name in floors},
-        "eval_seconds": round(seconds, 1),
-    })
-    print(f"{opts.split} split, {len(data):,} users, beam {beam_width}, {seconds:.1f}s", file=sys.stderr)
-    print(f"{'metric':<16}{'TIGER':>10}{'popularity':>12}{'transition':>12}", file=sys.stderr)
-    for k in result["tiger"]:
-        cells = "".join(f"{result[b][k]:>12.4f}" if k in result[b] else " " * 12 for b in ("popularity", "transition"))
-        print(f"{k:<16}{result['tiger'][k]:>10.4f}{cells}", file=sys.stderr)
-
-    record = lambda row: user_record(row, ranked[row].tolist(), found["scores"][row].tolist())
+    ranked, scores = found_by_protocol[selected]["item_ids"], found_by_protocol[selected]["scores"]
+    record = lambda row: user_record(row, ranked[row].tolist(), scores[row].tolist())
     if opts.write_topk:
         atomic_write_text("".join(json.dumps(record(r)) + "\n" for r in range(len(data))), opts.write_topk)
         result["topk_file"] = opts.write_topk

@@ -23,34 +23,41 @@ import copy
 import json
 import sys
 import time
+from pathlib import Path
+from typing import Any, Callable
 
 import gin
 import torch
 import torch.distributed
 
-from data.processed import SeqData
-from runtime.atomic_io import atomic_write_text
 from data.batching import ResidentExamples, data_batch, length_bucketed_batches, micro_batches, trim_history
+from data.processed import SeqData
+from evaluation.report import PROTOCOLS, curve_fields, evaluate_split, floor_rows, protocol_name, validation_line
+from evaluation.learning_health import prior_nll
+from evaluation.retrieval import METRIC_KS
+from modules.model import EncoderDecoderRetrievalModel
+from modules.semantic_id_trie import SemanticIdTrie
+from modules.tokenizer import SemanticIdTokenizer
+from runtime import precision as precisions
+from runtime.atomic_io import atomic_write_text
 from runtime.checkpointing import CheckpointError, check_resume_config, file_sha256, gin_bindings, gin_defaults, load_checkpoint, save_checkpoint
 from runtime.compile import compile_training_forward
-from runtime.distributed import (all_reduce_sum, barrier, init_distributed, rank_rng_states,
+from runtime.distributed import (DistEnv, all_reduce_sum, barrier, init_distributed, rank_rng_states,
                                  restore_rank_rng_states, shard, wrap_ddp)
 from runtime.errors import ConfigError
 from runtime.gin_cli import check_choice, check_non_negative, check_positive, run_entry_point
-from runtime.wandb_run import start_wandb_run
 from runtime.loss_watch import FirstNonFiniteStep
-from evaluation.learning_health import coverage_and_top1_share, level_nll_sums, prior_nll
 from runtime.lr_schedule import ramp_then_inverse_sqrt
-from modules.model import EncoderDecoderRetrievalModel
-import runtime.precision
 from runtime.optimizer import OPTIMIZERS, build_optimizer
 from runtime.progress import tqdm  # tqdm that says at the start when the run is estimated to take long
-from evaluation.retrieval import METRIC_KS, baseline_topk, recommend, retrieval_metrics
-from modules.tokenizer import SemanticIdTokenizer
 from runtime.run_folder import existing_tokenizer_path, run_dir
+from runtime.wandb_run import start_wandb_run
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 LOG_EVERY = 100  # steps between reads of the training loss (each read waits for the GPU)
+# The bindings that shape the model (build_model's keyword arguments).
+MODEL_BINDINGS = ("n_user_buckets", "d_model", "n_heads", "d_head", "ff_dim", "n_encoder_layers", "n_decoder_layers",
+                  "dropout", "constrained_softmax", "item_tokens", "item_token_dropout")
 # Bindings that may change between a run and its resumption (extend a run, evaluation and logging;
 # validation metrics before and after a change of evaluation settings are compared as they are for best.pt).
 RESUMABLE_CHANGES = ("iterations", "resume", "force_resume", "eval_every", "eval_beam_width", "eval_batch_size",
@@ -59,6 +66,117 @@ RESUMABLE_CHANGES = ("iterations", "resume", "force_resume", "eval_every", "eval
                      "eval_exclude_history",
                      "micro_batch_size",  # same gradients up to float rounding (dropout draws other masks)
                      "save_dir", "tokenizer_dir")  # a moved run or tokenizer folder (the tokenizer's SHA-256 is checked)
+
+
+def build_model(sem_ids: torch.Tensor, codebook_size: int, max_history: int, *, n_user_buckets: int, d_model: int,
+                n_heads: int, d_head: int, ff_dim: int, n_encoder_layers: int, n_decoder_layers: int, dropout: float,
+                constrained_softmax: bool, item_tokens: bool, item_token_dropout: float) -> EncoderDecoderRetrievalModel:
+    """TIGER's encoder-decoder for a catalogue of semantic IDs sem_ids [n_items, T] (on the CPU), from the
+    bindings in MODEL_BINDINGS; with item_tokens, its item table already indexed by the catalogue's IDs."""
+    model = EncoderDecoderRetrievalModel(
+        n_levels=sem_ids.shape[1], codebook_size=codebook_size, max_history=max_history,
+        n_user_buckets=n_user_buckets, d_model=d_model, n_heads=n_heads, d_head=d_head, ff_dim=ff_dim,
+        n_encoder_layers=n_encoder_layers, n_decoder_layers=n_decoder_layers, dropout=dropout,
+        constrained_softmax=constrained_softmax, n_items=len(sem_ids) if item_tokens else 0,
+        item_token_dropout=item_token_dropout)
+    if model.item_emb is not None:
+        model.item_emb.index(sem_ids)
+    return model
+
+
+def train_step(model: EncoderDecoderRetrievalModel, forward: Callable, batch: dict[str, torch.Tensor],
+               opt: torch.optim.Optimizer, autocast: contextlib.AbstractContextManager, *,
+               trie: SemanticIdTrie | None = None, micro_batch_size: int | None = None, grad_clip: float = 1.0,
+               no_sync: Callable | None = None, compiled: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step on this process's batch -> (its mean loss, the gradient norm before clipping),
+    both on the device, unread. `forward` is the model, or its DDP wrapper or compiled forward; `trie`
+    (constrained softmax) restricts each level's softmax to codes that continue a valid ID; the batch is
+    cut into micro-batches of at most `micro_batch_size` whose gradients add up to the batch's; with DDP,
+    `no_sync` (the wrapper's) keeps every micro-batch but the last from averaging gradients over ranks."""
+    model.train()
+    opt.zero_grad(set_to_none=True)
+    loss = torch.zeros((), device=batch["target"].device)  # the batch mean, accumulated over its micro-batches
+    micros = micro_batches(batch, micro_batch_size)
+    if compiled:  # a new training step: CUDA graphs ("reduce-overhead") may reuse the last step's outputs
+        torch.compiler.cudagraph_mark_step_begin()
+    for i, micro in enumerate(micros):
+        # DDP averages gradients over ranks once, in the last micro-batch's backward
+        with (no_sync() if no_sync is not None and i < len(micros) - 1 else contextlib.nullcontext()):
+            with autocast:
+                logits = forward(micro["user_ids"], micro["history"], micro["target"])
+            valid = trie.path_masks(micro["target"]) if trie is not None else None  # [b, T, K]
+            # the batch's mean loss is the size-weighted sum of its micro-batches' means
+            micro_loss = model.loss(logits, micro["target"], valid) * (len(micro["target"]) / len(batch["target"]))
+            micro_loss.backward()
+        loss += micro_loss.detach()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return loss, grad_norm
+
+
+def epoch_batches(train_data: SeqData, batch_size: int, seed: int, epoch: int,
+                  bucket_by_length: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Epoch `epoch`'s batches without replacement: example indices [steps_per_epoch, batch_size] of
+    randperm(seed + epoch), and with bucket_by_length that permutation grouped by history length plus each
+    batch's longest history (data/batching.py). A function of (seed, epoch) only: a resumed run sees exactly
+    the batches an uninterrupted one would."""
+    generator = torch.Generator().manual_seed(seed + epoch)
+    if bucket_by_length:
+        return length_bucketed_batches(train_data.history_lengths, batch_size, generator)
+    steps_per_epoch = len(train_data) // batch_size
+    return torch.randperm(len(train_data), generator=generator)[:steps_per_epoch * batch_size].view(steps_per_epoch, batch_size), None
+
+
+def check_bindings(b: dict[str, Any]) -> None:
+    """train()'s arguments `b` in range, each error naming its binding."""
+    check_positive(**{k: b[k] for k in (
+        "iterations", "batch_size", "micro_batch_size", "learning_rate", "grad_clip", "n_user_buckets", "d_model",
+        "n_heads", "d_head", "ff_dim", "n_encoder_layers", "n_decoder_layers", "eval_every", "eval_batch_size",
+        "max_seq_len", "valid_max_users", "num_threads", "lr_constant_steps")})
+    check_non_negative(**{k: b[k] for k in ("weight_decay", "lr_ramp_steps", "lr_cooldown_steps")})
+    if b["lr_cooldown_steps"] > b["iterations"]:
+        raise ConfigError(f"train.lr_cooldown_steps = {b['lr_cooldown_steps']}: must be at most "
+                          f"train.iterations = {b['iterations']}", binding="lr_cooldown_steps")
+    if not 0 <= b["ema_decay"] < 1:
+        raise ConfigError(f"train.ema_decay = {b['ema_decay']!r}: must be in [0, 1) (0: no averaging)", binding="ema_decay")
+    if not 0 <= b["dropout"] < 1:
+        raise ConfigError(f"train.dropout = {b['dropout']!r}: must be in [0, 1)", binding="dropout")
+    if not 0 <= b["item_token_dropout"] <= 1:
+        raise ConfigError(f"train.item_token_dropout = {b['item_token_dropout']!r}: must be in [0, 1]",
+                          binding="item_token_dropout")
+    if b["select_metric"] not in {f"{m}@{k}" for m in ("recall", "ndcg") for k in METRIC_KS}:
+        raise ConfigError(f"train.select_metric={b['select_metric']!r}: expected recall@K or ndcg@K with K in {METRIC_KS}",
+                          binding="select_metric")
+    if b["eval_beam_width"] < max(METRIC_KS):
+        raise ConfigError(f"train.eval_beam_width={b['eval_beam_width']}: must be >= {max(METRIC_KS)} "
+                          f"for Recall@{max(METRIC_KS)}", binding="eval_beam_width")
+    check_choice(optimizer=(b["optimizer"], OPTIMIZERS), precision=(b["precision"], precisions.PRECISIONS),
+                 compile_mode=(b["compile_mode"], COMPILE_MODES))
+
+
+def resume_run(last_path: Path, bindings: dict[str, str], force_resume: bool, tokenizer_file: Path, tokenizer_hash: str,
+               env: DistEnv, **modules: Any) -> tuple[int, dict, list[dict]]:
+    """Load the last checkpoint into `modules` (model, optimizer, scheduler, ema: their state_dict keys) and
+    this rank's RNG -> (step, best so far, validation history). Refused, naming why, when the run's shaping
+    bindings, its tokenizer or its model differ."""
+    state = load_checkpoint(last_path, map_location=env.device)
+    # Longer training and evaluation settings may change; anything that shapes the run may not.
+    check_resume_config(state["manifest"], bindings, path=last_path, force=force_resume, ignore=RESUMABLE_CHANGES,
+                        defaults=gin_defaults(train))
+    if state.get("tokenizer_sha256") != tokenizer_hash and not force_resume:  # stage 1 was rerun since
+        raise CheckpointError(
+            f"refusing to resume from {last_path}: {tokenizer_file} is not the tokenizer it was trained with (its "
+            "SHA-256 differs). Bind train.force_resume=True to resume anyway, or choose another save_dir.")
+    if state["model_kwargs"] != modules["model"].kwargs:
+        raise CheckpointError(f"{last_path} holds a model {state['model_kwargs']} but this config and tokenizer "
+                              f"build {modules['model'].kwargs}: choose another save_dir or bind train.resume=False")
+    for key, module in modules.items():  # model, optimizer, scheduler, ema (None: not in this run)
+        if module is not None:
+            module.load_state_dict(state[key])
+    restore_rank_rng_states(state["rng"], env)
+    if env.is_main:
+        print(f"resumed from {last_path} at step {state['step']}", file=sys.stderr)
+    return state["step"], json.loads(state["best"]), json.loads(state.get("history", "[]"))
 
 
 @gin.configurable
@@ -112,40 +230,17 @@ def train(
     use_wandb: bool = False,
     wandb_project: str = "tiger-decoder",
 ) -> dict:
-    check_positive(iterations=iterations, batch_size=batch_size, micro_batch_size=micro_batch_size,
-                   learning_rate=learning_rate, grad_clip=grad_clip, n_user_buckets=n_user_buckets, d_model=d_model,
-                   n_heads=n_heads, d_head=d_head, ff_dim=ff_dim, n_encoder_layers=n_encoder_layers,
-                   n_decoder_layers=n_decoder_layers, eval_every=eval_every, eval_batch_size=eval_batch_size,
-                   max_seq_len=max_seq_len, valid_max_users=valid_max_users, num_threads=num_threads,
-                   lr_constant_steps=lr_constant_steps)
-    check_non_negative(weight_decay=weight_decay, lr_ramp_steps=lr_ramp_steps, lr_cooldown_steps=lr_cooldown_steps)
-    if lr_cooldown_steps > iterations:
-        raise ConfigError(f"train.lr_cooldown_steps = {lr_cooldown_steps}: must be at most train.iterations = {iterations}",
-                          binding="lr_cooldown_steps")
-    if not 0 <= ema_decay < 1:
-        raise ConfigError(f"train.ema_decay = {ema_decay!r}: must be in [0, 1) (0: no averaging)", binding="ema_decay")
-    if not 0 <= dropout < 1:
-        raise ConfigError(f"train.dropout = {dropout!r}: must be in [0, 1)", binding="dropout")
-    if not 0 <= item_token_dropout <= 1:
-        raise ConfigError(f"train.item_token_dropout = {item_token_dropout!r}: must be in [0, 1]", binding="item_token_dropout")
-    if select_metric not in {f"{m}@{k}" for m in ("recall", "ndcg") for k in METRIC_KS}:
-        raise ConfigError(f"train.select_metric={select_metric!r}: expected recall@K or ndcg@K with K in {METRIC_KS}",
-                          binding="select_metric")
-    if eval_beam_width < max(METRIC_KS):
-        raise ConfigError(f"train.eval_beam_width={eval_beam_width}: must be >= {max(METRIC_KS)} for Recall@{max(METRIC_KS)}",
-                          binding="eval_beam_width")
-    check_choice(optimizer=(optimizer, OPTIMIZERS), precision=(precision, runtime.precision.PRECISIONS),
-                 compile_mode=(compile_mode, COMPILE_MODES))
+    check_bindings(dict(locals()))  # train()'s arguments, before anything is read or written
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     env = init_distributed(None if device == "auto" else device)  # one process, or one per torchrun rank
     dev = env.device
     torch.manual_seed(seed + env.rank)  # dropout noise differs per rank; rank 0's is the one-process stream
     out_dir = run_dir(save_dir, dataset, split)
+    selected_on = protocol_name(eval_exclude_history)  # the ranking protocol best.pt is chosen on
 
     tokenizer_file = existing_tokenizer_path(tokenizer_dir, dataset, split)
-    tokenizer = SemanticIdTokenizer.load(tokenizer_file)
-    tokenizer_hash = file_sha256(tokenizer_file)
+    tokenizer, tokenizer_hash = SemanticIdTokenizer.load(tokenizer_file), file_sha256(tokenizer_file)
     if not env.is_main:
         barrier(env)  # rank 0 builds the caches first; the others then read them
     train_data = SeqData(dataset_folder, dataset, split, "train", max_seq_len, cache_dir)
@@ -163,14 +258,11 @@ def train(
     valid_index = (torch.arange(len(valid_data)) if valid_max_users is None or valid_max_users >= len(valid_data)
                    else torch.linspace(0, len(valid_data) - 1, valid_max_users).long())  # fixed, spread out
 
-    model = EncoderDecoderRetrievalModel(
-        n_levels=sem_ids.shape[1], codebook_size=tokenizer.codebook_size, max_history=train_data.max_seq_len,
-        n_user_buckets=n_user_buckets, d_model=d_model, n_heads=n_heads, d_head=d_head, ff_dim=ff_dim,
-        n_encoder_layers=n_encoder_layers, n_decoder_layers=n_decoder_layers, dropout=dropout,
-        constrained_softmax=constrained_softmax, n_items=tokenizer.n_items if item_tokens else 0,
-        item_token_dropout=item_token_dropout).to(dev)
-    if model.item_emb is not None:
-        model.item_emb.index(sem_ids)  # before the moving average's copy: both read the same rows
+    bindings = gin_bindings(train)
+    model = build_model(sem_ids, tokenizer.codebook_size, train_data.max_seq_len, n_user_buckets=n_user_buckets,
+                        d_model=d_model, n_heads=n_heads, d_head=d_head, ff_dim=ff_dim, n_encoder_layers=n_encoder_layers,
+                        n_decoder_layers=n_decoder_layers, dropout=dropout, constrained_softmax=constrained_softmax,
+                        item_tokens=item_tokens, item_token_dropout=item_token_dropout).to(dev)
     opt = build_optimizer(model, optimizer, learning_rate, weight_decay)
     scheduler = ramp_then_inverse_sqrt(opt, lr_ramp_steps, lr_constant_steps, lr_cooldown_steps, iterations)
     # An exponential moving average of the weights (Polyak averaging, Polyak & Juditsky 1992, with an
@@ -183,64 +275,41 @@ def train(
     evaluated = averaged if averaged is not None else model  # the weights validation reads
     if env.is_main:
         print(f"{sum(p.numel() for p in model.parameters()):,} parameters; {len(train_data):,} train examples, "
-              f"{len(valid_index):,} validation users; device {dev}, {env.world_size} process(es)", file=sys.stderr)
+              f"{len(valid_index):,} validation users; device {dev}, {env.world_size} process(es); best.pt selected "
+              f"on valid {select_metric}, {selected_on} protocol", file=sys.stderr)
 
-    # The floors every validation number is read against, on the same validation users: popularity,
-    # the transition baseline (evaluation/transition.py) and the per-level NLL of a history-blind prior.
-    valid_targets = valid_data.targets[valid_index]
-    floors = baseline_topk(train_data, valid_data, max(METRIC_KS), valid_index, eval_exclude_history)
-    baselines = {name: retrieval_metrics(ranked, valid_targets) for name, ranked in floors.items()}
-    baselines["prior_nll"] = prior_nll(sem_ids, train_data.targets, valid_targets).tolist()
+    # The floors every validation number is read against, on the same validation users, under both
+    # protocols: popularity, the transition baseline (evaluation/transition.py) and the per-level NLL of
+    # a history-blind prior.
+    floors = floor_rows(train_data, valid_data, valid_index)  # {protocol: {"popularity": .., "transition": ..}}
+    baselines = {"protocol": selected_on, **floors[selected_on], **floors,  # top level: the selection protocol's
+                 "prior_nll": prior_nll(sem_ids, train_data.targets, valid_data.targets[valid_index]).tolist()}
     if env.is_main:
-        for name in ("popularity", "transition"):
-            print(f"valid {name}: " + " ".join(f"{k} {v:.4f}" for k, v in baselines[name].items()), file=sys.stderr)
+        for protocol in PROTOCOLS:
+            for name in ("popularity", "transition"):
+                print(f"valid {name} ({protocol}): " + " ".join(f"{k} {v:.4f}" for k, v in baselines[protocol][name].items()),
+                      file=sys.stderr)
         print("valid prior NLL per level (history ignored): " + " ".join(f"{v:.3f}" for v in baselines["prior_nll"]), file=sys.stderr)
 
-    bindings = gin_bindings(train)
     step, best, history, seconds_before = 0, {"step": None, "metrics": None}, [], 0.0
     last_path, best_path = out_dir / "checkpoint.pt", out_dir / "best.pt"
     if resume and last_path.exists():
-        state = load_checkpoint(last_path, map_location=dev)
-        # Longer training and evaluation settings may change; anything that shapes the run may not.
-        check_resume_config(state["manifest"], bindings, path=last_path, force=force_resume, ignore=RESUMABLE_CHANGES,
-                            defaults=gin_defaults(train))
-        if state.get("tokenizer_sha256") != tokenizer_hash and not force_resume:  # stage 1 was rerun since
-            raise CheckpointError(
-                f"refusing to resume from {last_path}: {run_dir(tokenizer_dir, dataset, split) / 'semantic_ids.pt'} "
-                "is not the tokenizer it was trained with (its SHA-256 differs). Bind train.force_resume=True to "
-                "resume anyway, or choose another save_dir.")
-        if state["model_kwargs"] != model.kwargs:
-            raise CheckpointError(f"{last_path} holds a model {state['model_kwargs']} but this config and tokenizer "
-                                  f"build {model.kwargs}: choose another save_dir or bind train.resume=False")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if averaged is not None:
-            averaged.load_state_dict(state["ema"])
-        step, best, history = state["step"], json.loads(state["best"]), json.loads(state.get("history", "[]"))
+        step, best, history = resume_run(last_path, bindings, force_resume, tokenizer_file, tokenizer_hash, env,
+                                         model=model, optimizer=opt, scheduler=scheduler, ema=averaged)
         seconds_before = history[-1]["wall_seconds"] if history else 0.0
-        restore_rank_rng_states(state["rng"], env)
-        if env.is_main:
-            print(f"resumed from {last_path} at step {step}", file=sys.stderr)
     last_saved_step = step if step else None
     if env.is_main:  # only once the run is known to start or resume: a refused resume leaves config.gin alone
         atomic_write_text(gin.operative_config_str(), out_dir / "config.gin")
         atomic_write_text(json.dumps(baselines, indent=1) + "\n", out_dir / "baselines.json")
     ddp_model = wrap_ddp(model, env)  # gradients averaged over ranks; `model` stays the plain module
     valid_shard = torch.tensor_split(valid_index, env.world_size)[env.rank]  # this rank's validation users
+    wandb_run = start_wandb_run(wandb_project, bindings, out_dir, f"decoder-{dataset}-{split}") if use_wandb and env.is_main else None
 
-    wandb_run = None
-    if use_wandb and env.is_main:
-        wandb_run = start_wandb_run(wandb_project, bindings, out_dir, f"decoder-{dataset}-{split}")
-
-    # Batches without replacement: epoch e visits randperm(seed + e) (bucket_by_length: that permutation
-    # grouped by history length, data/batching.py); a step's batch depends on the step only, so a
-    # resumed run sees exactly the batches an uninterrupted one would.
     steps_per_epoch = len(train_data) // batch_size  # the GLOBAL batch: each of N ranks trains on batch_size / N
     perm_epoch, batches, max_lengths = -1, None, None
     resident = ResidentExamples(train_data, sem_ids, dev) if resident_data else None
     forward = compile_training_forward(ddp_model, compile_mode) if compile_model else ddp_model  # `model` keeps the weights
-    autocast = runtime.precision.autocast(dev, precision)  # evaluate.py uses the same
+    autocast = precisions.autocast(dev, precision)  # evaluate.py uses the same
     start_time, eval_seconds, start_step = time.time(), 0.0, step
     nonfinite = FirstNonFiniteStep(dev)
     loss_sum, loss_steps = torch.zeros((), device=dev), 0  # training loss since the last evaluation, summed on the device
@@ -248,37 +317,16 @@ def train(
     while step < iterations:
         epoch, offset = divmod(step, steps_per_epoch)
         if epoch != perm_epoch:
-            generator = torch.Generator().manual_seed(seed + epoch)
-            if bucket_by_length:
-                batches, max_lengths = length_bucketed_batches(train_data.history_lengths, batch_size, generator)
-            else:
-                batches = torch.randperm(len(train_data), generator=generator)[:steps_per_epoch * batch_size]
-                batches = batches.view(steps_per_epoch, batch_size)
-            if resident is not None:
-                batches = batches.to(dev)  # once per epoch: no host-to-device copy per step
+            batches, max_lengths = epoch_batches(train_data, batch_size, seed, epoch, bucket_by_length)
+            batches = batches.to(dev) if resident is not None else batches  # once per epoch: no copy per step
             perm_epoch = epoch
         index = shard(batches[offset], env)  # the global batch is identical on every rank
         batch = resident.batch(index) if resident is not None else data_batch(train_data, index, sem_ids, dev)
         if max_lengths is not None:  # the global batch's longest history (CPU, no sync); compiled: never 1 column
             batch = trim_history(batch, max_lengths[offset], min_length=2 if compile_model else 1)
-        model.train()
-        opt.zero_grad(set_to_none=True)
-        loss = torch.zeros((), device=dev)  # this rank's batch mean, accumulated over its micro-batches
-        micros = micro_batches(batch, micro_batch_size)
-        if compile_model:  # a new training step: CUDA graphs ("reduce-overhead") may reuse the last step's outputs
-            torch.compiler.cudagraph_mark_step_begin()
-        for i, micro in enumerate(micros):
-            # DDP averages gradients over ranks once, in the last micro-batch's backward
-            with (ddp_model.no_sync() if env.is_distributed and i < len(micros) - 1 else contextlib.nullcontext()):
-                with autocast:
-                    logits = forward(micro["user_ids"], micro["history"], micro["target"])
-                valid = trie.path_masks(micro["target"]) if constrained_softmax else None  # [b, T, K]
-                # the batch's mean loss is the size-weighted sum of its micro-batches' means
-                micro_loss = model.loss(logits, micro["target"], valid) * (len(micro["target"]) / len(index))
-                micro_loss.backward()
-            loss += micro_loss.detach()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        opt.step()
+        loss, grad_norm = train_step(model, forward, batch, opt, autocast, trie=trie if constrained_softmax else None,
+                                     micro_batch_size=micro_batch_size, grad_clip=grad_clip, compiled=compile_model,
+                                     no_sync=ddp_model.no_sync if env.is_distributed else None)
         scheduler.step()
         if averaged is not None:  # one fused update; weight 1 at the first step copies the weights exactly
             torch._foreach_lerp_(*ema_pairs, 1.0 if step == 0 else 1 - ema_decay)
@@ -296,65 +344,54 @@ def train(
             if wandb_run is not None:
                 wandb_run.log({"train/loss": mean_loss, "train/grad_norm": grad_norm.item(),
                                "train/lr": scheduler.get_last_lr()[0]}, step=step)
-        if evaluating:
-            eval_start = time.time()
-            evaluated.eval()
-            with autocast:
-                found = recommend(evaluated, valid_data, sem_ids, trie, eval_beam_width, max(METRIC_KS),
-                                  eval_batch_size, dev, valid_shard, sort_by_length=eval_sort_by_length,
-                                  exclude_history=eval_exclude_history)
-                nll_sums, nll_count = level_nll_sums(evaluated, (data_batch(valid_data, chunk, sem_ids, dev)
-                                                             for chunk in valid_shard.split(eval_batch_size)), trie)
-            metrics = retrieval_metrics(found["item_ids"], valid_data.targets[valid_shard], env)
-            ranked = found["item_ids"].to(dev)
-            counts = torch.stack([torch.bincount(ranked[ranked >= 0], minlength=train_data.n_items),
-                                  torch.bincount(ranked[:, 0].clamp(min=0), minlength=train_data.n_items)])
-            counts = all_reduce_sum(counts, env).cpu()  # items in anybody's top-K / top-1, over every rank
-            nll = all_reduce_sum(torch.cat([nll_sums, torch.tensor([nll_count], dtype=torch.float64, device=dev)]), env).cpu()
-            train_loss = (all_reduce_sum(loss_sum, env) / (env.world_size * loss_steps)).item()
-            loss_sum.zero_()
-            loss_steps = 0
-            health = coverage_and_top1_share(counts[0], counts[1])
-            record = {"step": step, "examples_seen": step * batch_size,
-                      "wall_seconds": round(seconds_before + time.time() - start_time, 1), "train_loss": train_loss,
-                      **metrics, **{f"nll_level_{t}": v for t, v in enumerate((nll[:-1] / nll[-1]).tolist())},
-                      f"coverage@{max(METRIC_KS)}": health["coverage"], "top1_share": health["top1_share"]}
-            history.append(record)
-            if env.is_main:
-                atomic_write_text("".join(json.dumps(r) + "\n" for r in history), out_dir / "curve.jsonl")
-                tqdm.write(f"step {step}: loss {train_loss:.4f} valid " +
-                           " ".join(f"{k} {v:.4f}" for k, v in metrics.items()) +
-                           " nll " + "/".join(f"{record[f'nll_level_{t}']:.2f}" for t in range(len(nll) - 1)) +
-                           f" coverage {health['coverage']:.3f} top1 {health['top1_share']:.3f}", file=sys.stderr)
-            if wandb_run is not None:
-                wandb_run.log({f"valid/{k}": v for k, v in record.items() if k != "step"}, step=step)
-            is_best = best["metrics"] is None or metrics[select_metric] > best["metrics"][select_metric]
+        if not evaluating:
+            continue
+        eval_start = time.time()
+        evaluated.eval()
+        with autocast:
+            found = evaluate_split(evaluated, valid_data, sem_ids, trie, beam_width=eval_beam_width,
+                                   batch_size=eval_batch_size, device=dev, index=valid_shard, env=env,
+                                   sort_by_length=eval_sort_by_length, level_nll=True)
+        train_loss = (all_reduce_sum(loss_sum, env) / (env.world_size * loss_steps)).item()
+        loss_sum.zero_()
+        loss_steps = 0
+        metrics = {k: v for k, v in found[selected_on]["tiger"].items() if k.split("@")[0] in ("recall", "ndcg")}
+        record = {"step": step, "examples_seen": step * batch_size, "train_loss": train_loss,
+                  "wall_seconds": round(seconds_before + time.time() - start_time, 1), **curve_fields(found, selected_on)}
+        history.append(record)
+        if env.is_main:
+            atomic_write_text("".join(json.dumps(r) + "\n" for r in history), out_dir / "curve.jsonl")
+            tqdm.write(f"step {step}: loss {train_loss:.4f} valid {validation_line(record)}", file=sys.stderr)
+        if wandb_run is not None:
+            wandb_run.log({f"valid/{k}": v for k, v in record.items() if k not in ("step", "protocol", *PROTOCOLS)}
+                          | {f"valid_{p}/{k}": v for p in PROTOCOLS for k, v in record[p].items()}, step=step)
+        is_best = best["metrics"] is None or metrics[select_metric] > best["metrics"][select_metric]
+        if is_best:
+            best = {"step": step, "metrics": metrics}
+        rng = rank_rng_states(env)  # a collective: every rank gets here
+        if env.is_main:
             if is_best:
-                best = {"step": step, "metrics": metrics}
-            rng = rank_rng_states(env)  # a collective: every rank gets here
-            if env.is_main:
-                if is_best:
-                    save_checkpoint(best_path, {"model": evaluated.state_dict(), "model_kwargs": model.kwargs},
-                                    step=step, bindings=bindings, metrics=metrics)
-                save_checkpoint(last_path, {
-                    "model": model.state_dict(), "model_kwargs": model.kwargs, "optimizer": opt.state_dict(),
-                    "scheduler": scheduler.state_dict(), "step": step, "rng": rng, "best": json.dumps(best),
-                    "history": json.dumps(history), "tokenizer_sha256": tokenizer_hash,
-                    **({"ema": averaged.state_dict()} if averaged is not None else {}),
-                }, step=step, bindings=bindings, metrics=metrics)
-            last_saved_step = step
-            eval_seconds += time.time() - eval_start
+                save_checkpoint(best_path, {"model": evaluated.state_dict(), "model_kwargs": model.kwargs},
+                                step=step, bindings=bindings, metrics=metrics)
+            save_checkpoint(last_path, {
+                "model": model.state_dict(), "model_kwargs": model.kwargs, "optimizer": opt.state_dict(),
+                "scheduler": scheduler.state_dict(), "step": step, "rng": rng, "best": json.dumps(best),
+                "history": json.dumps(history), "tokenizer_sha256": tokenizer_hash,
+                **({"ema": averaged.state_dict()} if averaged is not None else {}),
+            }, step=step, bindings=bindings, metrics=metrics)
+        last_saved_step = step
+        eval_seconds += time.time() - eval_start
     bar.close()
     nonfinite.check(env, str(last_path), last_saved_step)
     if wandb_run is not None:
         wandb_run.finish()
-    result = {"best_step": best["step"], "best_valid": best["metrics"], "best_checkpoint": str(best_path),
-              "last_checkpoint": str(last_path), "steps": step, "train_seconds": round(time.time() - start_time, 1),
-              "eval_seconds": round(eval_seconds, 1),  # validation and checkpoints, inside train_seconds
-              "steps_per_second": round((step - start_step) / max(time.time() - start_time - eval_seconds, 1e-9), 2),
-              "batch_size": batch_size, "micro_batch_size": micro_batch_size or batch_size // env.world_size,
-              "valid_history": history}
-    return result
+    return {"best_step": best["step"], "best_valid": best["metrics"], "selected_on": selected_on,
+            "best_checkpoint": str(best_path), "last_checkpoint": str(last_path), "steps": step,
+            "train_seconds": round(time.time() - start_time, 1),
+            "eval_seconds": round(eval_seconds, 1),  # validation and checkpoints, inside train_seconds
+            "steps_per_second": round((step - start_step) / max(time.time() - start_time - eval_seconds, 1e-9), 2),
+            "batch_size": batch_size, "micro_batch_size": micro_batch_size or batch_size // env.world_size,
+            "valid_history": history}
 
 
 def main(argv: list[str] | None = None) -> dict:

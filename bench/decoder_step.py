@@ -7,8 +7,9 @@ The model, batch, micro-batches, optimiser and precision are the config's (`--gi
 train_decoder.py takes them); the examples are synthetic: random items of a random catalogue, every history at the
 config's max_seq_len (MovieLens: 200 items, an 801-token encoder input; the worst case, 159 on
 average in ML-32M), so no data set or tokenizer is needed and any machine can time the real step.
-Each step is the one train_decoder.py takes: per micro-batch forward (autocast), size-weighted loss
-and backward, then gradient clipping and the optimiser. Reported per micro-batch size: seconds per
+Each step is train_decoder.train_step, the one training takes: per micro-batch forward (autocast),
+size-weighted loss (over the valid codes only with constrained_softmax) and backward, then gradient
+clipping and the optimiser. Reported per micro-batch size: seconds per
 step after warm-up (the device synchronised), examples/s, FLOPs per step counted by
 torch.utils.flop_counter and the rate they run at, and peak memory (CUDA: max_memory_allocated;
 CPU: the process's peak RSS, which includes everything loaded before). Lets a GPU session measure
@@ -28,9 +29,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import runtime.precision
 import train_decoder
-from data.batching import micro_batches
 from runtime.gin_cli import load_gin_config
-from modules.model import EncoderDecoderRetrievalModel
+from modules.semantic_id_trie import SemanticIdTrie
 from runtime.optimizer import build_optimizer
 
 N_LEVELS, CODEBOOK_SIZE = 4, 256  # 3 RQ-VAE codes + the collision token, as stage 1 writes them
@@ -52,27 +52,16 @@ def time_step(bindings: dict, micro_batch_size: int | None, device: torch.device
     generator = torch.Generator().manual_seed(0)
     catalogue = torch.randint(0, CODEBOOK_SIZE, (N_ITEMS, N_LEVELS), generator=generator).unique(dim=0)  # [~N_ITEMS, T]
     max_seq_len = bindings["max_seq_len"] or 200
-    model = EncoderDecoderRetrievalModel(
-        n_levels=N_LEVELS, codebook_size=CODEBOOK_SIZE, max_history=max_seq_len, n_user_buckets=bindings["n_user_buckets"],
-        d_model=bindings["d_model"], n_heads=bindings["n_heads"], d_head=bindings["d_head"], ff_dim=bindings["ff_dim"],
-        n_encoder_layers=bindings["n_encoder_layers"], n_decoder_layers=bindings["n_decoder_layers"],
-        dropout=bindings["dropout"], n_items=len(catalogue) if bindings["item_tokens"] else 0,
-        item_token_dropout=bindings["item_token_dropout"]).to(device)
-    if model.item_emb is not None:
-        model.item_emb.index(catalogue)
+    model = train_decoder.build_model(catalogue, CODEBOOK_SIZE, max_seq_len,
+                                      **{k: bindings[k] for k in train_decoder.MODEL_BINDINGS}).to(device)
     opt = build_optimizer(model, bindings["optimizer"], bindings["learning_rate"], bindings["weight_decay"])
     autocast = runtime.precision.autocast(device, bindings["precision"])
     batch = synthetic_batch(catalogue, bindings["batch_size"], max_seq_len, bindings["n_user_buckets"], device, generator)
+    trie = SemanticIdTrie(catalogue.to(device), CODEBOOK_SIZE) if bindings["constrained_softmax"] else None
 
-    def step() -> None:  # train_decoder.py's step (constrained_softmax's masks left out: a lookup)
-        opt.zero_grad(set_to_none=True)
-        for micro in micro_batches(batch, micro_batch_size):
-            with autocast:
-                logits = model(micro["user_ids"], micro["history"], micro["target"])
-            loss = model.loss(logits, micro["target"]) * (len(micro["target"]) / len(batch["target"]))
-            loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), bindings["grad_clip"])
-        opt.step()
+    def step() -> None:  # train_decoder.py's step, the same function
+        train_decoder.train_step(model, model, batch, opt, autocast, trie=trie, micro_batch_size=micro_batch_size,
+                                 grad_clip=bindings["grad_clip"])
 
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(warmup):

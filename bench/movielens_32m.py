@@ -77,14 +77,19 @@ def time_steps(work: Path) -> dict:
     the cached item features); FLOPs and activation memory per example of stage 2 (configs/decoder_ml32m.gin's
     model on real examples gathered by ResidentExamples, as train_decoder.py does), counted at a small
     batch: every op of the decoder is per example."""
+    import contextlib
+
+    import gin
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from data.processed import ItemData, SeqData
+    import train_decoder
     from data.batching import ResidentExamples
-    from modules.model import EncoderDecoderRetrievalModel
+    from data.processed import ItemData, SeqData
     from modules.rqvae import RqVae
     from modules.tokenizer import SemanticIdTokenizer
+    from runtime.gin_cli import load_gin_config
+    from runtime.optimizer import build_optimizer
     from runtime.run_folder import existing_tokenizer_path
 
     torch.set_num_threads(1)
@@ -134,23 +139,23 @@ def time_steps(work: Path) -> dict:
     data = SeqData(root, "ml-32m", "ml-32m", "train", 200, cache)
     tokenizer = SemanticIdTokenizer.load(existing_tokenizer_path(str(work / "out" / "rqvae"), "ml-32m", "ml-32m"))
     resident = ResidentExamples(data, tokenizer.sem_ids, torch.device("cpu"))
-    model = EncoderDecoderRetrievalModel(n_levels=tokenizer.sem_ids.shape[1], codebook_size=tokenizer.codebook_size,
-                                         max_history=200)
-    opt = torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=0.01)
+    gin.clear_config()
+    load_gin_config(train_decoder.train, str(REPO / "configs" / "decoder_ml32m.gin"), [])
+    bindings = gin.get_bindings(train_decoder.train)
+    gin.clear_config()
+    model_bindings = {k: bindings[k] for k in train_decoder.MODEL_BINDINGS}
+    model = train_decoder.build_model(tokenizer.sem_ids, tokenizer.codebook_size, 200, **model_bindings)
+    opt = build_optimizer(model, bindings["optimizer"], bindings["learning_rate"], bindings["weight_decay"])
+    trie = tokenizer.trie() if bindings["constrained_softmax"] else None
 
-    def decoder_step(batch):
+    def decoder_step(batch):  # train_decoder.py's step, the same function (the CPU's fp32, one piece)
         b = resident.batch(torch.randint(len(resident), (batch,)))
-        loss = model.loss(model(b["user_ids"], b["history"], b["target"]), b["target"])
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        train_decoder.train_step(model, model, b, opt, contextlib.nullcontext(), trie=trie, grad_clip=bindings["grad_clip"])
 
     flops_8 = flops(lambda: decoder_step(8))
     # Without dropout the CPU's attention takes the fused kernel, which keeps no [B, heads, 801, 801]
     # matrix: the activation memory a GPU's memory-efficient kernel (dropout included) gets close to.
-    no_dropout = EncoderDecoderRetrievalModel(n_levels=tokenizer.sem_ids.shape[1], codebook_size=tokenizer.codebook_size,
-                                              max_history=200, dropout=0.0)
+    no_dropout = train_decoder.build_model(tokenizer.sem_ids, tokenizer.codebook_size, 200, **{**model_bindings, "dropout": 0.0})
 
     def forward_no_dropout(batch=8):
         b = resident.batch(torch.randint(len(resident), (batch,)))

@@ -6,7 +6,8 @@
 Stage 1: RqVae as configs/rqvae_amazon.gin builds it, batch 1024 of the real item features.
 Stage 2: the paper-size retrieval model of configs/decoder_amazon.gin (`--decoder cpu`: the laptop
 model of configs/decoder_amazon_cpu.gin, constrained softmax, length-bucketed batches as it trains),
-batch 256 of real Beauty training examples, semantic IDs from a random tokenizer (speed does not depend on which codes).
+batch 256 of real Beauty training examples, each step train_decoder.train_step with the config's
+optimiser and precision, semantic IDs from a random tokenizer (speed does not depend on which codes).
 Each: `--warmup` untimed steps, then `--steps` steps under torch.profiler; prints the mean step
 time and the top ops by self time, plus how much of the decoder's encoder input is padding.
 """
@@ -15,23 +16,22 @@ from __future__ import annotations
 import argparse
 import time
 
+import gin
 import torch
 from torch.profiler import ProfilerActivity, profile
 
 from data.processed import ItemData, SeqData
-from data.batching import trim_history
-from modules.model import EncoderDecoderRetrievalModel
+from data.batching import data_batch, trim_history
+import train_decoder
 from modules.rqvae import RqVae
 from modules.semantic_id_trie import SemanticIdTrie
 from modules.tokenizer import SemanticIdTokenizer
-from data.batching import data_batch
+from runtime import precision
+from runtime.gin_cli import load_gin_config
+from runtime.optimizer import build_optimizer
 
 
-DECODERS = {  # the model bindings of configs/decoder_amazon.gin and configs/decoder_amazon_cpu.gin
-    "paper": dict(d_model=128, n_heads=6, d_head=64, ff_dim=1024, n_encoder_layers=4, n_decoder_layers=4, dropout=0.1),
-    "cpu": dict(d_model=64, n_heads=2, d_head=32, ff_dim=256, n_encoder_layers=2, n_decoder_layers=2, dropout=0.1,
-                constrained_softmax=True),
-}
+DECODERS = {"paper": "configs/decoder_amazon.gin", "cpu": "configs/decoder_amazon_cpu.gin"}  # model, optimiser, precision
 
 
 def profile_steps(step_fn, steps: int, warmup: int, device: torch.device, top: int) -> tuple[float, str]:
@@ -65,7 +65,6 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
 
     # ---- stage 1: RQ-VAE step (forward with the fused/reference quantiser, backward, AdamW)
@@ -89,13 +88,17 @@ def main(argv: list[str] | None = None) -> None:
     train = SeqData(args.root, subset="train", cache_dir=args.cache_dir)
     codes = torch.randint(0, 256, (train.n_items, 3), generator=torch.Generator().manual_seed(0))
     sem_ids = SemanticIdTokenizer.from_codes(codes, codebook_size=256).sem_ids
-    dims = DECODERS[args.decoder]
-    model = EncoderDecoderRetrievalModel(n_levels=sem_ids.shape[1], codebook_size=256, max_history=train.max_seq_len,
-                                         n_user_buckets=2000, **dims).to(device)
+    gin.clear_config()
+    load_gin_config(train_decoder.train, DECODERS[args.decoder], [])
+    bindings = gin.get_bindings(train_decoder.train)
+    gin.clear_config()
+    model = train_decoder.build_model(sem_ids, 256, train.max_seq_len,
+                                      **{k: bindings[k] for k in train_decoder.MODEL_BINDINGS}).to(device)
     trie = SemanticIdTrie(sem_ids.to(device), codebook_size=256)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    optimizer = build_optimizer(model, bindings["optimizer"], bindings["learning_rate"], bindings["weight_decay"])
+    autocast = precision.autocast(device, bindings["precision"])
     perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
-    if args.decoder == "cpu":  # the CPU config's length buckets (data/batching.py): batches of similar lengths,
+    if bindings["bucket_by_length"]:  # the CPU config's length buckets (data/batching.py): batches of similar lengths,
         chunks = perm[train.history_lengths[perm].argsort()].split(256)  # in random order (not shortest first)
         perm = torch.cat([chunks[i] for i in torch.randperm(len(chunks), generator=torch.Generator().manual_seed(1))])
     batches = iter(perm.split(256))
@@ -116,22 +119,16 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"host batch gather (SeqData.history_batch + sem_id_batch + .to): {gather_time() * 1e3:.2f} ms/batch\n")
 
-    def decoder_step():
+    def decoder_step():  # train_decoder.py's step, the same function
         index = next(batches)
         batch = data_batch(train, index, sem_ids, device)
-        if args.decoder == "cpu":
+        if bindings["bucket_by_length"]:
             batch = trim_history(batch, lengths[index].max())
-        with autocast:
-            logits = model(batch["user_ids"], batch["history"], batch["target"])
-        valid = trie.path_masks(batch["target"]) if model.constrained_softmax else None
-        loss = model.loss(logits, batch["target"], valid)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        train_decoder.train_step(model, model, batch, optimizer, autocast, grad_clip=bindings["grad_clip"],
+                                 trie=trie if bindings["constrained_softmax"] else None)
 
     seconds, table = profile_steps(decoder_step, args.steps, args.warmup, device, args.top)
-    print(f"## Stage 2: retrieval model step ({args.decoder}: {dims}), batch 256: {seconds * 1e3:.1f} ms/step\n\n{table}")
+    print(f"## Stage 2: retrieval model step ({DECODERS[args.decoder]}), batch 256: {seconds * 1e3:.1f} ms/step\n\n{table}")
 
 
 if __name__ == "__main__":

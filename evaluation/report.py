@@ -90,3 +90,19 @@ def evaluate_split(model: EncoderDecoderRetrievalModel, data: SeqData, sem_ids: 
     users = torch.tensor([len(index)], device=env.device if env is not None else "cpu")
     record["users"] = int(all_reduce_sum(users, env).item()) if env is not None else len(index)
     return record
+
+
+def curve_fields(record: dict, selected_on: str) -> dict:
+    """evaluate_split's record -> one curve.jsonl line's evaluation fields: the selection protocol's TIGER row at
+    the top level (what select_metric reads, and the keys curves had before both protocols were kept), named by
+    "protocol", then each protocol's row under its name, then the per-level NLL."""
+    return {"protocol": selected_on, **record[selected_on]["tiger"],
+            **{protocol: record[protocol]["tiger"] for protocol in PROTOCOLS if protocol in record},
+            **{k: v for k, v in record.items() if k.startswith("nll_level_")}}
+
+
+def validation_line(fields: dict) -> str:
+    """curve_fields' output as one log line: each protocol's metrics, then the per-level NLL."""
+    rows = [f"{p} " + " ".join(f"{k} {v:.4f}" for k, v in fields[p].items()) for p in PROTOCOLS if p in fields]
+    nll = [f"{v:.2f}" for k, v in fields.items() if k.startswith("nll_level_")]
+    return " | ".join(rows + (["nll " + "/".join(nll)] if nll else []))

@@ -146,5 +146,8 @@ def write_ml32m_raw(root: Path, n_users: int = 25, n_movies: int = 30, seed: int
 
 
 def without_wall_time(history: list[dict]) -> list[dict]:
-    """A run's validation history minus the wall-clock seconds, the one field two equal runs may differ in."""
-    return [{k: v for k, v in h.items() if k != "wall_seconds"} for h in history]
+    """A run's validation history minus the wall-clock seconds, the one field two equal runs may differ in,
+    each protocol's row flattened ("plain/ndcg@10") so that pytest.approx compares every number."""
+    flat = lambda h: {f"{k}/{k2}": v2 for k, v in h.items() if isinstance(v, dict) for k2, v2 in v.items()}
+    return [{**{k: v for k, v in h.items() if k != "wall_seconds" and not isinstance(v, dict)}, **flat(h)}
+            for h in history]

@@ -62,3 +62,19 @@ def test_validation_metrics_match_training_selection(stage1, capsys, extra):
     result = evaluate.main(tiny_run_args(stage1, 20, [*extra, "--split", "valid"]))
     for k in evaluate.REPORTED:
         assert result["tiger"][k] == pytest.approx(trained["best_valid"][k])
+
+
+def test_both_protocols_are_reported_and_named(stage1, capsys):
+    train_decoder.main(tiny_run_args(stage1, 20))
+    result = evaluate.main(tiny_run_args(stage1, 20, ["--split", "test"]))
+    table = capsys.readouterr().err
+    assert "plain (the paper's protocol)" in table and "history skipped" in table
+    # The top-level rows are the config's protocol (the tiny run skips the history), named.
+    assert result["protocol"] == "history_skipped"
+    for name in ("tiger", "popularity", "transition"):
+        assert result[name] == result["history_skipped"][name]
+    assert set(result["plain"]) == {"tiger", "popularity", "transition"}
+    assert result["plain"]["tiger"]["invalid_id_share"] == 0.0
+    # The same run selected on the paper's protocol reports it at the top level.
+    plain = evaluate.main(tiny_run_args(stage1, 20, ["--split", "test", "--gin", "train.eval_exclude_history=False"]))
+    assert plain["protocol"] == "plain" and plain["tiger"] == result["plain"]["tiger"]

@@ -120,7 +120,8 @@ def test_curve_and_baselines_are_written_and_kept_across_resume(stage1, capsys):
         assert 0 < r["coverage@10"] <= 1 and 0 < r["top1_share"] <= 1
     assert curve[2]["wall_seconds"] >= curve[1]["wall_seconds"]  # counted across the resume
     baselines = json.loads((folder / "baselines.json").read_text())
-    assert set(baselines) == {"popularity", "transition", "prior_nll"} and len(baselines["prior_nll"]) == 4
+    assert set(baselines) == {"protocol", "popularity", "transition", "plain", "history_skipped", "prior_nll"}
+    assert len(baselines["prior_nll"]) == 4 and baselines["popularity"] == baselines[baselines["protocol"]]["popularity"]
     assert 0 <= baselines["transition"]["recall@10"] <= 1
 
 
