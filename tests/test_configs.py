@@ -96,8 +96,7 @@ def test_a_variant_includes_the_base_of_its_stage_before_its_own_bindings(config
 @pytest.mark.parametrize("config", VARIANTS)
 def test_a_variant_binds_only_what_differs_from_what_it_includes(config):
     fn = TRAIN[stage(config)]
-    included = includes(config)
-    assert included, f"{config} includes nothing"
+    included = includes(config) or [BASES[stage(config)]]  # including nothing: compared with the base it should include
     value = resolved(fn, included[0], tuple(f"include '{path}'" for path in included[1:]))
     redundant = []
     for s in statements(config):
