@@ -168,7 +168,8 @@ def load_gin_config(fn: Callable, config: str, flags: Sequence[str]) -> None:
     if not Path(config).is_file():
         raise MissingFileError(f"no such file: {config} (the config file argument; the project's configs are in configs/)")
     known = train_parameters(fn)
-    parse_errors = (ValueError, KeyError, SyntaxError, ImportError)
+    # OSError: an `include` that names no file; TypeError: gin's package reader given a folder that is no package
+    parse_errors = (ValueError, KeyError, SyntaxError, ImportError, OSError, TypeError)
     with _sole_configurable_named_like(fn):
         try:
             gin.parse_config_file(config)

@@ -16,7 +16,7 @@ from gin import config_parser
 
 import train_decoder
 import train_rqvae
-from modules.gin_cli import parse_gin_args, train_defaults
+from runtime.gin_cli import parse_gin_args, train_defaults
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = sorted(path.relative_to(REPO).as_posix() for path in (REPO / "configs").glob("*.gin"))

@@ -150,8 +150,7 @@ def test_bad_numbers_name_the_binding_and_its_flag(tmp_path, command, main, conf
 
 def test_bad_number_in_a_config_file_names_the_file(tmp_path, command):
     config = tmp_path / "mine.gin"
-    config.write_text(Path("configs/rqvae_amazon_smoke.gin").read_text().replace("train.batch_size = 1024",
-                                                                                 "train.batch_size = 0"))
+    config.write_text(Path("configs/rqvae_amazon_smoke.gin").read_text() + "train.batch_size = 0\n")
     before = tree(tmp_path)
     status, message = command(train_rqvae.main, [config, *paths(tmp_path)])
     assert status == 2 and message.strip() == f"error: train.batch_size = 0: must be positive (set in {config})"

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import gin
 import pytest
 
@@ -65,3 +67,22 @@ def test_types_that_fit():
 def test_missing_config_file():
     with pytest.raises(MissingFileError, match="no such file: nope.gin"):
         parse_gin_args(train_rqvae.train, ["nope.gin"])
+
+
+def test_a_variant_includes_its_base_from_any_working_directory(tmp_path, monkeypatch):
+    repo = Path(__file__).resolve().parents[2]
+    mine = tmp_path / "mine.gin"
+    mine.write_text("include 'configs/decoder_amazon_cpu.gin'\ntrain.iterations = 5\n")
+    monkeypatch.chdir(tmp_path)  # neither the base nor its own include are below the working directory
+    parse_gin_args(train_decoder.train, [str(mine)])
+    bound = gin.get_bindings(train_decoder.train)
+    assert bound["iterations"] == 5 and bound["d_model"] == 64 and bound["n_user_buckets"] == 2000  # mine, cpu's, base's
+    assert (repo / "configs" / "decoder_amazon.gin").is_file()
+
+
+def test_an_include_of_no_file_is_one_line_naming_the_config(tmp_path, monkeypatch):
+    bad = tmp_path / "bad.gin"
+    bad.write_text("include 'nowhere/base.gin'\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"bad\.gin.*nowhere/base\.gin"):
+        parse_gin_args(train_decoder.train, [str(bad)])
