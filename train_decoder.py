@@ -55,7 +55,7 @@ from runtime.wandb_run import start_wandb_run
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 LOG_EVERY = 100  # steps between reads of the training loss (each read waits for the GPU)
-# The bindings that shape the model (build_model's keyword arguments).
+# The bindings that shape the model (what build_model reads of train()'s arguments).
 MODEL_BINDINGS = ("n_user_buckets", "d_model", "n_heads", "d_head", "ff_dim", "n_encoder_layers", "n_decoder_layers",
                   "dropout", "constrained_softmax", "item_tokens", "item_token_dropout")
 # Bindings that may change between a run and its resumption (extend a run, evaluation and logging;
@@ -68,17 +68,15 @@ RESUMABLE_CHANGES = ("iterations", "resume", "force_resume", "eval_every", "eval
                      "save_dir", "tokenizer_dir")  # a moved run or tokenizer folder (the tokenizer's SHA-256 is checked)
 
 
-def build_model(sem_ids: torch.Tensor, codebook_size: int, max_history: int, *, n_user_buckets: int, d_model: int,
-                n_heads: int, d_head: int, ff_dim: int, n_encoder_layers: int, n_decoder_layers: int, dropout: float,
-                constrained_softmax: bool, item_tokens: bool, item_token_dropout: float) -> EncoderDecoderRetrievalModel:
-    """TIGER's encoder-decoder for a catalogue of semantic IDs sem_ids [n_items, T] (on the CPU), from the
-    bindings in MODEL_BINDINGS; with item_tokens, its item table already indexed by the catalogue's IDs."""
+def build_model(sem_ids: torch.Tensor, codebook_size: int, max_history: int,
+                bindings: dict[str, Any]) -> EncoderDecoderRetrievalModel:
+    """TIGER's encoder-decoder for a catalogue of semantic IDs sem_ids [n_items, T] (on the CPU), shaped by
+    train()'s `bindings` (those in MODEL_BINDINGS are read); with item_tokens, its item table already
+    indexed by the catalogue's IDs."""
     model = EncoderDecoderRetrievalModel(
         n_levels=sem_ids.shape[1], codebook_size=codebook_size, max_history=max_history,
-        n_user_buckets=n_user_buckets, d_model=d_model, n_heads=n_heads, d_head=d_head, ff_dim=ff_dim,
-        n_encoder_layers=n_encoder_layers, n_decoder_layers=n_decoder_layers, dropout=dropout,
-        constrained_softmax=constrained_softmax, n_items=len(sem_ids) if item_tokens else 0,
-        item_token_dropout=item_token_dropout)
+        n_items=len(sem_ids) if bindings["item_tokens"] else 0,
+        **{name: bindings[name] for name in MODEL_BINDINGS if name != "item_tokens"})
     if model.item_emb is not None:
         model.item_emb.index(sem_ids)
     return model
@@ -230,7 +228,8 @@ def train(
     use_wandb: bool = False,
     wandb_project: str = "tiger-decoder",
 ) -> dict:
-    check_bindings(dict(locals()))  # train()'s arguments, before anything is read or written
+    args = dict(locals())  # train()'s arguments, as bound
+    check_bindings(args)  # before anything is read or written
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     env = init_distributed(None if device == "auto" else device)  # one process, or one per torchrun rank
@@ -259,10 +258,7 @@ def train(
                    else torch.linspace(0, len(valid_data) - 1, valid_max_users).long())  # fixed, spread out
 
     bindings = gin_bindings(train)
-    model = build_model(sem_ids, tokenizer.codebook_size, train_data.max_seq_len, n_user_buckets=n_user_buckets,
-                        d_model=d_model, n_heads=n_heads, d_head=d_head, ff_dim=ff_dim, n_encoder_layers=n_encoder_layers,
-                        n_decoder_layers=n_decoder_layers, dropout=dropout, constrained_softmax=constrained_softmax,
-                        item_tokens=item_tokens, item_token_dropout=item_token_dropout).to(dev)
+    model = build_model(sem_ids, tokenizer.codebook_size, train_data.max_seq_len, args).to(dev)
     opt = build_optimizer(model, optimizer, learning_rate, weight_decay)
     scheduler = ramp_then_inverse_sqrt(opt, lr_ramp_steps, lr_constant_steps, lr_cooldown_steps, iterations)
     # An exponential moving average of the weights (Polyak averaging, Polyak & Juditsky 1992, with an

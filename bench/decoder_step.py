@@ -52,8 +52,7 @@ def time_step(bindings: dict, micro_batch_size: int | None, device: torch.device
     generator = torch.Generator().manual_seed(0)
     catalogue = torch.randint(0, CODEBOOK_SIZE, (N_ITEMS, N_LEVELS), generator=generator).unique(dim=0)  # [~N_ITEMS, T]
     max_seq_len = bindings["max_seq_len"] or 200
-    model = train_decoder.build_model(catalogue, CODEBOOK_SIZE, max_seq_len,
-                                      **{k: bindings[k] for k in train_decoder.MODEL_BINDINGS}).to(device)
+    model = train_decoder.build_model(catalogue, CODEBOOK_SIZE, max_seq_len, bindings).to(device)
     opt = build_optimizer(model, bindings["optimizer"], bindings["learning_rate"], bindings["weight_decay"])
     autocast = runtime.precision.autocast(device, bindings["precision"])
     batch = synthetic_batch(catalogue, bindings["batch_size"], max_seq_len, bindings["n_user_buckets"], device, generator)

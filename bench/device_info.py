@@ -1,6 +1,6 @@
 """What a benchmark ran on: the card (or CPU) and the torch / triton / CUDA versions.
 
-    python -m bench.device_info [--device cuda|cpu]     # one line, for bench/gpu_check.sh's summary
+    python -m bench.device_info [--device cuda|cpu]     # one line, for gpu/gpu_check.sh's summary
 
 Every GPU result names these (issue 11): a number without its card and software is not comparable.
 """

@@ -143,8 +143,7 @@ def time_steps(work: Path) -> dict:
     load_gin_config(train_decoder.train, str(REPO / "configs" / "decoder_ml32m.gin"), [])
     bindings = gin.get_bindings(train_decoder.train)
     gin.clear_config()
-    model_bindings = {k: bindings[k] for k in train_decoder.MODEL_BINDINGS}
-    model = train_decoder.build_model(tokenizer.sem_ids, tokenizer.codebook_size, 200, **model_bindings)
+    model = train_decoder.build_model(tokenizer.sem_ids, tokenizer.codebook_size, 200, bindings)
     opt = build_optimizer(model, bindings["optimizer"], bindings["learning_rate"], bindings["weight_decay"])
     trie = tokenizer.trie() if bindings["constrained_softmax"] else None
 
@@ -155,7 +154,7 @@ def time_steps(work: Path) -> dict:
     flops_8 = flops(lambda: decoder_step(8))
     # Without dropout the CPU's attention takes the fused kernel, which keeps no [B, heads, 801, 801]
     # matrix: the activation memory a GPU's memory-efficient kernel (dropout included) gets close to.
-    no_dropout = train_decoder.build_model(tokenizer.sem_ids, tokenizer.codebook_size, 200, **{**model_bindings, "dropout": 0.0})
+    no_dropout = train_decoder.build_model(tokenizer.sem_ids, tokenizer.codebook_size, 200, {**bindings, "dropout": 0.0})
 
     def forward_no_dropout(batch=8):
         b = resident.batch(torch.randint(len(resident), (batch,)))

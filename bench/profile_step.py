@@ -92,8 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     load_gin_config(train_decoder.train, DECODERS[args.decoder], [])
     bindings = gin.get_bindings(train_decoder.train)
     gin.clear_config()
-    model = train_decoder.build_model(sem_ids, 256, train.max_seq_len,
-                                      **{k: bindings[k] for k in train_decoder.MODEL_BINDINGS}).to(device)
+    model = train_decoder.build_model(sem_ids, 256, train.max_seq_len, bindings).to(device)
     trie = SemanticIdTrie(sem_ids.to(device), codebook_size=256)
     optimizer = build_optimizer(model, bindings["optimizer"], bindings["learning_rate"], bindings["weight_decay"])
     autocast = precision.autocast(device, bindings["precision"])

@@ -5,7 +5,7 @@ items that read alike, not items bought one after another (on Beauty 10% of the 
 transitions "last item -> next item" fall in one k-means cluster of the text embeddings). LETTER
 (Wang et al., CIKM 2024) adds collaborative signal to the tokenizer with a contrastive loss; the
 simpler route here gives the RQ-VAE a low-rank factor of the item co-occurrence matrix as extra
-input features (measured in bench/results/collaborative_ids_beauty.md).
+input features (measured in studies/results/collaborative_ids_beauty.md).
 
 Only the training split is counted (a training target and the `window` items just before it,
 as in data/splits.py's leave-one-out), so no validation or test target leaks into the IDs.

@@ -84,7 +84,7 @@ class EncoderDecoderRetrievalModel(nn.Module):
         # whatever d_model. GPT-2's fixed std 0.02 is ~1/sqrt(d_model) only for d_model ~ 2,500: at
         # d_model 64-128 it makes attention logits ~0.03, i.e. uniform attention over the whole history,
         # and stage 2 then spends thousands of steps predicting the same items for everyone before
-        # its cross-attention learns to look at the most recent items (bench/results/decoder_study_beauty.md).
+        # its cross-attention learns to look at the most recent items (studies/results/decoder_study_beauty.md).
         if isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, std=1.0)
         if isinstance(m, nn.Linear):

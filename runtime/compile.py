@@ -1,6 +1,6 @@
 """torch.compile for the decoder's training forward (train.compile_model), with the workaround a GPU needed.
 
-Seen on an H200 with torch 2.11.0+cu130 (bench/results/sweep_beauty_h200.md): the backward of the
+Seen on an H200 with torch 2.11.0+cu130 (studies/results/sweep_beauty_h200.md): the backward of the
 length-trimmed batches' graph, compiled for a symbolic history length, failed at the second step in
 inductor's "mix-order reduction" (two reductions of one tensor along both axes fused into one kernel, as
 a LayerNorm's backward has). Its generated code slices the workspace of nsplit x rnumel partial sums

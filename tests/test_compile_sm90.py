@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import compile_sm90
+from gpu import compile_sm90
 
 # ptxas -v as Triton 3.6's ptxas printed it for one variant of the kernel.
 PTXAS_LOG = """ptxas info    : 0 bytes gmem
@@ -55,7 +55,7 @@ def test_one_variant_compiles_for_sm90_on_the_cpu(tmp_path):
     pytest.importorskip("triton.backends.nvidia.compiler")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     out = tmp_path / "sm90.json"
-    done = subprocess.run([sys.executable, "-m", "bench.compile_sm90", "--configs", "1", "--precisions", "tf32x3",
+    done = subprocess.run([sys.executable, "-m", "gpu.compile_sm90", "--configs", "1", "--precisions", "tf32x3",
                            "--no-bf16", "--json", str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     (row,) = json.loads(out.read_text())["rows"]

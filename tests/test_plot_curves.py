@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from bench.plot_curves import main, read_curve
+from studies.plot_curves import main, read_curve
 
 
 def write_run(folder, values):
@@ -31,7 +31,7 @@ def test_a_folder_without_a_curve_is_named(tmp_path):
 
 
 def test_curve_table_row_reads_the_best_and_the_last_validation(tmp_path, capsys):
-    from bench.curve_table import main as table
+    from studies.curve_table import main as table
 
     run = write_run(tmp_path / "lr1" / "amazon-beauty", [0.1, 0.5, 0.3])
     table([str(run)])

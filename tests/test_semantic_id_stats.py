@@ -1,6 +1,6 @@
 import torch
 
-from bench.semantic_id_stats import shared_prefix_shares
+from studies.semantic_id_stats import shared_prefix_shares
 
 
 def test_shares_count_pairs_equal_on_every_code_up_to_the_level():

@@ -111,3 +111,10 @@ def test_no_import_cycles():
         if name not in state:
             visit(name, [])
     assert len(graph) > 30
+
+
+def test_the_product_never_imports_the_lab():
+    """bench/ (benchmarks), studies/ (write-ups and their tools) and gpu/ (the lent machine's scripts) may
+    import the product; nothing of the product imports them."""
+    for name, deps in import_graph().items():
+        assert not {d.split(".")[0] for d in deps} & {"bench", "studies", "gpu"}, name

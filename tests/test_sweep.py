@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from bench import sweep
+from studies import sweep
 from runtime.checkpointing import save_checkpoint
 from tests.test_time_to_quality import DECODER, RQVAE, toy  # noqa: F401  (toy: the fixture data set)
 
@@ -53,8 +53,8 @@ def test_unknown_or_mistyped_binding_stops_before_any_training(tmp_path, toy):  
 
 
 def test_committed_arms_file_binds_the_fast_config(monkeypatch):
-    """bench/gpu_sweep_arms.txt as gpu_check.sh runs it: every arm's bindings parse against its config."""
-    arms = sweep.parse_arms("bench/gpu_sweep_arms.txt")
+    """gpu/gpu_sweep_arms.txt as gpu_check.sh runs it: every arm's bindings parse against its config."""
+    arms = sweep.parse_arms("gpu/gpu_sweep_arms.txt")
     assert len(arms) >= 2
     sweep.check_arms(arms, "configs/decoder_amazon_fast.gin", [], [])  # SystemExit names the arm on a bad binding
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import evaluate
-from bench import time_to_quality
+from studies import time_to_quality
 from data.item_embeddings import cache_path
 from data.item_text import TEXT_TEMPLATE
 from data.processed import RecDataset, cache_folder, load_processed

@@ -3,7 +3,7 @@ import torch
 
 import evaluate
 import train_decoder
-from bench.transition_gap import main as transition_gap, pair_buckets, read_topk
+from studies.transition_gap import main as transition_gap, pair_buckets, read_topk
 from tests.test_train_decoder import stage1, tiny_run_args  # noqa: F401 (pytest fixture)
 
 

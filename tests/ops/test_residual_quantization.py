@@ -31,7 +31,7 @@ else:
 
 needs_compiled_cuda = pytest.mark.skipif(
     not torch.cuda.is_available() or rq_triton.INTERPRETED,
-    reason="needs a CUDA GPU with the compiled (not interpreted) Triton kernel; run bench/gpu_check.sh on a GPU machine",
+    reason="needs a CUDA GPU with the compiled (not interpreted) Triton kernel; run gpu/gpu_check.sh on a GPU machine",
 )
 
 

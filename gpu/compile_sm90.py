@@ -1,7 +1,7 @@
 """The fused residual-quantization kernel compiled ahead of time for the H100/H200 (sm_90), on a CPU.
 
-    python -m bench.compile_sm90                      # TIGER's shape (D=32, L=3), every variant
-    python -m bench.compile_sm90 --json sm90.json     # also write the numbers
+    python -m gpu.compile_sm90                      # TIGER's shape (D=32, L=3), every variant
+    python -m gpu.compile_sm90 --json sm90.json     # also write the numbers
 
 `triton.compile(ASTSource, target=GPUTarget("cuda", 90, 32))` runs Triton's whole CUDA pipeline
 (TTIR, TTGIR, LLVM IR, PTX, then ptxas to a cubin) with no GPU, so a compile error or a register

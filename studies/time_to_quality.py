@@ -1,7 +1,7 @@
 """Time to quality: from raw Amazon Beauty to test metrics, every stage timed.
 
-    python -m bench.time_to_quality --root ../shared/data/amazon --device cuda          # fast configs
-    python -m bench.time_to_quality --root ../shared/data/amazon --device cpu \\
+    python -m studies.time_to_quality --root ../shared/data/amazon --device cuda          # fast configs
+    python -m studies.time_to_quality --root ../shared/data/amazon --device cpu \\
         --rqvae-config configs/rqvae_amazon_cpu.gin --decoder-config configs/decoder_amazon_cpu.gin
 
 Stages, each with its own wall time:

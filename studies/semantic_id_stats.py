@@ -1,6 +1,6 @@
 """How much of "what users buy next" a tokenizer's semantic IDs already group together.
 
-    python -m bench.semantic_id_stats --root ../shared/data/amazon --cache-dir cache \
+    python -m studies.semantic_id_stats --root ../shared/data/amazon --cache-dir cache \
         TOKENIZER_DIR [TOKENIZER_DIR ...] [--label NAME ...]
 
 TOKENIZER_DIR: a train.save_dir of train_rqvae.py (what train_decoder.py reads as train.tokenizer_dir).

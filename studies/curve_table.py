@@ -1,6 +1,6 @@
 """One markdown row per stage-2 run, from its curve.jsonl: the study tables of bench/results/.
 
-    python -m bench.curve_table RUN [RUN ...] [--label NAME ...]
+    python -m studies.curve_table RUN [RUN ...] [--label NAME ...]
 
 Per run (a <save_dir>/<dataset>-<split> folder of train_decoder.py): the best validation NDCG@10
 and its step, Recall@10 there, the last validation's NDCG@10 (a drop from the best means
@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bench.plot_curves import read_curve
+from studies.plot_curves import read_curve
 
 HEADER = ("| run | best NDCG@10 (step) | Recall@10 there | last NDCG@10 (step) | first-code NLL / prior | "
           "coverage@10 | top-1 share | minutes to best / in all |\n|---|---:|---:|---:|---:|---:|---:|---:|")

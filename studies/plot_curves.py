@@ -1,6 +1,6 @@
 """Learning-health curves of stage-2 runs, side by side, in one PNG.
 
-    python -m bench.plot_curves RUN [RUN ...] [--out curves.png] [--x step|examples_seen|wall_seconds] [--label NAME ...]
+    python -m studies.plot_curves RUN [RUN ...] [--out curves.png] [--x step|examples_seen|wall_seconds] [--label NAME ...]
 
 RUN is a run folder (<save_dir>/<dataset>-<split>) holding curve.jsonl, written by train_decoder.py
 at every validation. Panels: training loss; validation NDCG@10 and Recall@10 (dashed: the
