@@ -11,9 +11,10 @@ from tests.test_train_decoder import stage1, tiny_run_args  # noqa: F401 (pytest
 
 
 def test_evaluate_reports_exact_metrics_topk_file_and_one_user(stage1, capsys):
-    trained = train_decoder.main(tiny_run_args(stage1, 20))
+    skip = ["--gin", "train.eval_exclude_history=True"]  # selected on, and the top-level rows of, the skipping protocol
+    trained = train_decoder.main(tiny_run_args(stage1, 20, skip))
     topk_file = stage1 / "topk.jsonl"
-    args = tiny_run_args(stage1, 20, ["--split", "test", "--write-topk", str(topk_file), "--user", "3"])
+    args = tiny_run_args(stage1, 20, [*skip, "--split", "test", "--write-topk", str(topk_file), "--user", "3"])
     result = evaluate.main(args)
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == json.loads(json.dumps(result))
     assert result["checkpoint"] == trained["best_checkpoint"] and result["checkpoint_step"] == trained["best_step"]
@@ -65,16 +66,18 @@ def test_validation_metrics_match_training_selection(stage1, capsys, extra):
 
 
 def test_both_protocols_are_reported_and_named(stage1, capsys):
-    train_decoder.main(tiny_run_args(stage1, 20))
+    trained = train_decoder.main(tiny_run_args(stage1, 20))  # the paper's config: selected on the plain protocol
+    assert trained["selected_on"] == "plain"
+    assert all(h["protocol"] == "plain" and {"plain", "history_skipped"} <= set(h) for h in trained["valid_history"])
     result = evaluate.main(tiny_run_args(stage1, 20, ["--split", "test"]))
     table = capsys.readouterr().err
     assert "plain (the paper's protocol)" in table and "history skipped" in table
-    # The top-level rows are the config's protocol (the tiny run skips the history), named.
-    assert result["protocol"] == "history_skipped"
+    # The top-level rows are the config's protocol, named.
+    assert result["protocol"] == "plain"
     for name in ("tiger", "popularity", "transition"):
-        assert result[name] == result["history_skipped"][name]
-    assert set(result["plain"]) == {"tiger", "popularity", "transition"}
-    assert result["plain"]["tiger"]["invalid_id_share"] == 0.0
-    # The same run selected on the paper's protocol reports it at the top level.
-    plain = evaluate.main(tiny_run_args(stage1, 20, ["--split", "test", "--gin", "train.eval_exclude_history=False"]))
-    assert plain["protocol"] == "plain" and plain["tiger"] == result["plain"]["tiger"]
+        assert result[name] == result["plain"][name]
+    assert set(result["history_skipped"]) == {"tiger", "popularity", "transition"}
+    assert result["history_skipped"]["tiger"]["invalid_id_share"] == 0.0
+    # Read with the skipping protocol bound, the same best.pt reports that one at the top level.
+    skipped = evaluate.main(tiny_run_args(stage1, 20, ["--split", "test", "--gin", "train.eval_exclude_history=True"]))
+    assert skipped["protocol"] == "history_skipped" and skipped["tiger"] == result["history_skipped"]["tiger"]
