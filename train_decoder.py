@@ -40,7 +40,8 @@ from modules.semantic_id_trie import SemanticIdTrie
 from modules.tokenizer import SemanticIdTokenizer
 from runtime import precision as precisions
 from runtime.atomic_io import atomic_write_text
-from runtime.checkpointing import CheckpointError, check_resume_config, file_sha256, gin_bindings, gin_defaults, load_checkpoint, save_checkpoint
+from runtime.checkpointing import (CheckpointError, check_resume_config, file_sha256, gin_bindings, gin_defaults,
+                                   load_checkpoint, save_checkpoint, seed_all)
 from runtime.compile import compile_training_forward
 from runtime.distributed import (DistEnv, all_reduce_sum, barrier, init_distributed, rank_rng_states,
                                  restore_rank_rng_states, shard, wrap_ddp)
@@ -234,7 +235,7 @@ def train(
         torch.set_num_threads(num_threads)
     env = init_distributed(None if device == "auto" else device)  # one process, or one per torchrun rank
     dev = env.device
-    torch.manual_seed(seed + env.rank)  # dropout noise differs per rank; rank 0's is the one-process stream
+    seed_all(seed + env.rank)  # dropout noise differs per rank; rank 0's is the one-process stream
     out_dir = run_dir(save_dir, dataset, split)
     selected_on = protocol_name(eval_exclude_history)  # the ranking protocol best.pt is chosen on
 

@@ -16,18 +16,17 @@ and writes every file.
 """
 from __future__ import annotations
 
-import random
 import sys
 import time
 
 import gin
-import numpy as np
 import torch.distributed
 import torch
 
 from data.processed import ItemData
 from runtime.atomic_io import atomic_write_text
-from runtime.checkpointing import CheckpointError, check_resume_config, gin_bindings, gin_defaults, load_checkpoint, save_checkpoint
+from runtime.checkpointing import (CheckpointError, check_resume_config, gin_bindings, gin_defaults, load_checkpoint,
+                                   save_checkpoint, seed_all)
 from modules.codebook_health import code_counts, codebook_perplexity, codebook_usage, restart_dead_codes
 from runtime.distributed import (all_gather_cat, all_reduce_sum, barrier, broadcast_module, init_distributed,
                                  rank_rng_states, restore_rank_rng_states, shard, wrap_ddp)
@@ -129,9 +128,7 @@ def train(
     env = init_distributed(None if device == "auto" else device)  # one process, or one per torchrun rank
     device = env.device
     # Noise (k-means++, restarts, Gumbel) differs per rank; rank 0's stream is the one-process stream.
-    torch.manual_seed(seed + env.rank)
-    np.random.seed(seed + env.rank)
-    random.seed(seed + env.rank)
+    seed_all(seed + env.rank)
     out_dir = run_dir(save_dir, dataset, split)  # stage 2 reads <tokenizer_dir>/<dataset>-<split>/semantic_ids.pt
     checkpoint_path = out_dir / "checkpoint.pt"
     bindings = gin_bindings(train)

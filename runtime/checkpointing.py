@@ -52,6 +52,13 @@ def manifest_path(path: str | os.PathLike) -> Path:
     return Path(path).with_suffix(".json")
 
 
+def seed_all(seed: int) -> None:
+    """Seed torch (CPU and CUDA), numpy and Python's `random`: every generator whose state a checkpoint keeps."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
 def rng_state() -> dict[str, Any]:
     """torch, CUDA, numpy and Python RNG states in types `torch.load(weights_only=True)` accepts."""
     np_state = np.random.get_state()

@@ -1,0 +1,69 @@
+"""The README's claims against the files they come from: the reading order's files and sizes, the
+deviations table's bindings and evidence, and the headline numbers against the committed JSON results."""
+import inspect
+import json
+import re
+import statistics
+from pathlib import Path
+
+import train_decoder
+import train_rqvae
+
+REPO = Path(__file__).resolve().parent.parent
+README = (REPO / "README.md").read_text()
+
+
+def section(title: str) -> str:
+    start = README.index(f"## {title}")
+    end = README.find("\n## ", start + 1)
+    return README[start:end if end >= 0 else None]
+
+
+def table_rows(text: str) -> list[list[str]]:
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("|") and not line.startswith("|---")]
+    return rows[1:]  # without the header
+
+
+def test_reading_order_names_real_files_with_their_sizes():
+    rows = [r for r in table_rows(section("Reading the code")) if len(r) == 3 and r[1].isdigit()]
+    assert len(rows) >= 10
+    total = 0
+    for name, lines, _ in rows:
+        path = REPO / name.strip("`")
+        assert path.is_file(), name
+        actual = len(path.read_text().splitlines())
+        assert abs(actual - int(lines)) <= max(10, 0.1 * actual), f"{name}: README says {lines} lines, it has {actual}"
+        total += actual
+    claimed = re.search(r"in reading order \((\d+) files, about ([\d,]+) lines\)", README)
+    assert int(claimed.group(1)) == len(rows)
+    assert abs(int(claimed.group(2).replace(",", "")) - total) <= 0.1 * total
+
+
+def test_deviation_table_names_real_bindings_and_evidence():
+    text = section("Deviations from the paper")
+    parameters = set(inspect.signature(train_rqvae.train).parameters) | set(inspect.signature(train_decoder.train).parameters)
+    bindings = set(re.findall(r"`train\.(\w+)`", text))
+    assert len(bindings) >= 10 and bindings <= parameters, bindings - parameters
+    for path in re.findall(r"`((?:studies|bench)/results/[\w.]+)`", text):
+        assert (REPO / path).is_file(), path
+    for config in re.findall(r"`((?:rqvae|decoder)_\w+)`", text):
+        assert (REPO / "configs" / f"{config}.gin").is_file(), config
+
+
+def test_headline_h200_row_is_the_mean_of_the_committed_seeds():
+    runs = []
+    for name in ("time_to_quality_beauty_h200.json", "time_to_quality_beauty_h200_seeds_43_44.json"):
+        runs += json.loads((REPO / "studies" / "results" / name).read_text())["runs"]
+    assert sorted(r["seed"] for r in runs) == [42, 43, 44]
+    row = next(r for r in table_rows(README[:README.index("## Install")]) if "H200" in r[0])
+    assert row[3] == f"{statistics.mean(r['test']['recall@10'] for r in runs):.4f}"
+    assert row[4] == f"{statistics.mean(r['test']['ndcg@10'] for r in runs):.4f}"
+
+
+def test_headline_floors_are_evaluate_py_output():
+    result = json.loads((REPO / "bench" / "results" / "restructure_equivalence.json").read_text())["evaluate_after"]
+    rows = table_rows(README[:README.index("## Install")])
+    for label, name in (("most frequent next item", "transition"), ("most popular", "popularity")):
+        row = next(r for r in rows if label in r[0])
+        assert row[1:5] == [f"{result[p][name][m]:.4f}" for p in ("plain", "history_skipped") for m in ("recall@10", "ndcg@10")]
