@@ -67,6 +67,8 @@ RESUMABLE_CHANGES = ("iterations", "resume", "force_resume", "eval_every", "eval
                      "eval_exclude_history",
                      "micro_batch_size",  # same gradients up to float rounding (dropout draws other masks)
                      "save_dir", "tokenizer_dir")  # a moved run or tokenizer folder (the tokenizer's SHA-256 is checked)
+# Bindings older runs recorded that this version no longer has, with the value that did what the code now does.
+RETIRED_BINDINGS = {"lr_cooldown_steps": "0"}  # no config or result used the cooldown
 
 
 def build_model(sem_ids: torch.Tensor, codebook_size: int, max_history: int,
@@ -132,10 +134,7 @@ def check_bindings(b: dict[str, Any]) -> None:
         "iterations", "batch_size", "micro_batch_size", "learning_rate", "grad_clip", "n_user_buckets", "d_model",
         "n_heads", "d_head", "ff_dim", "n_encoder_layers", "n_decoder_layers", "eval_every", "eval_batch_size",
         "max_seq_len", "valid_max_users", "num_threads", "lr_constant_steps")})
-    check_non_negative(**{k: b[k] for k in ("weight_decay", "lr_ramp_steps", "lr_cooldown_steps")})
-    if b["lr_cooldown_steps"] > b["iterations"]:
-        raise ConfigError(f"train.lr_cooldown_steps = {b['lr_cooldown_steps']}: must be at most "
-                          f"train.iterations = {b['iterations']}", binding="lr_cooldown_steps")
+    check_non_negative(**{k: b[k] for k in ("weight_decay", "lr_ramp_steps")})
     if not 0 <= b["ema_decay"] < 1:
         raise ConfigError(f"train.ema_decay = {b['ema_decay']!r}: must be in [0, 1) (0: no averaging)", binding="ema_decay")
     if not 0 <= b["dropout"] < 1:
@@ -149,7 +148,7 @@ def check_bindings(b: dict[str, Any]) -> None:
     if b["eval_beam_width"] < max(METRIC_KS):
         raise ConfigError(f"train.eval_beam_width={b['eval_beam_width']}: must be >= {max(METRIC_KS)} "
                           f"for Recall@{max(METRIC_KS)}", binding="eval_beam_width")
-    check_choice(optimizer=(b["optimizer"], OPTIMIZERS), precision=(b["precision"], precisions.PRECISIONS),
+    check_choice(optimizer=(b["optimizer"], tuple(OPTIMIZERS)), precision=(b["precision"], precisions.PRECISIONS),
                  compile_mode=(b["compile_mode"], COMPILE_MODES))
 
 
@@ -161,7 +160,7 @@ def resume_run(last_path: Path, bindings: dict[str, str], force_resume: bool, to
     state = load_checkpoint(last_path, map_location=env.device)
     # Longer training and evaluation settings may change; anything that shapes the run may not.
     check_resume_config(state["manifest"], bindings, path=last_path, force=force_resume, ignore=RESUMABLE_CHANGES,
-                        defaults=gin_defaults(train))
+                        defaults=gin_defaults(train), retired=RETIRED_BINDINGS)
     if state.get("tokenizer_sha256") != tokenizer_hash and not force_resume:  # stage 1 was rerun since
         raise CheckpointError(
             f"refusing to resume from {last_path}: {tokenizer_file} is not the tokenizer it was trained with (its "
@@ -195,7 +194,6 @@ def train(
     weight_decay: float = 0.01,           # on linear maps only, never on embeddings, norms, biases
     lr_ramp_steps: int = 0,               # linear ramp of the lr from ~0 over these first steps
     lr_constant_steps: int = 10_000,      # then constant until here, then inverse square root (the paper)
-    lr_cooldown_steps: int = 0,           # then linearly to zero over the last steps of `iterations` (0 = none)
     grad_clip: float = 1.0,
     ema_decay: float = 0.0,               # > 0: validation, best.pt and evaluate.py use a moving average of the weights
     bucket_by_length: bool = False,       # batches of similar history length, trimmed: no padding work
@@ -261,7 +259,7 @@ def train(
     bindings = gin_bindings(train)
     model = build_model(sem_ids, tokenizer.codebook_size, train_data.max_seq_len, args).to(dev)
     opt = build_optimizer(model, optimizer, learning_rate, weight_decay)
-    scheduler = ramp_then_inverse_sqrt(opt, lr_ramp_steps, lr_constant_steps, lr_cooldown_steps, iterations)
+    scheduler = ramp_then_inverse_sqrt(opt, lr_ramp_steps, lr_constant_steps)
     # An exponential moving average of the weights (Polyak averaging, Polyak & Juditsky 1992, with an
     # exponential window): the first step's weights, then averaged <- ema_decay * averaged + (1 - ema_decay)
     # * weights after every step. Training never reads it; validation selects on it and best.pt holds it,

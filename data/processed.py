@@ -28,7 +28,7 @@ from data.item_text import TEXT_TEMPLATE
 from data.ml1m import load_ml1m
 from data.ml32m import load_ml32m
 from data.raw_data import RawData
-from data.splits import gather_histories, leave_one_out
+from data.splits import SUBSETS, gather_histories, leave_one_out
 from runtime.atomic_io import atomic_torch_save, atomic_write
 from runtime.checkpointing import file_sha256
 from runtime.errors import CacheError, ConfigError
@@ -155,8 +155,8 @@ class SeqData(Dataset):
     def __init__(self, root: str, dataset: RecDataset | str = "amazon", split: str = "beauty",
                  subset: str = "train", max_seq_len: int | None = None, cache_dir: str = "cache",
                  force_process: bool = False):
-        if subset not in ("train", "valid", "test"):
-            raise ValueError(f"subset='{subset}': expected 'train', 'valid' or 'test'")
+        if subset not in SUBSETS:
+            raise ValueError(f"subset={subset!r}: expected one of {SUBSETS}")
         dataset = as_dataset(dataset)
         raw = load_processed(root, dataset, split, cache_dir, force_process)
         self.max_seq_len = default_max_seq_len(dataset) if max_seq_len is None else max_seq_len

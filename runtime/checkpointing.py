@@ -138,16 +138,20 @@ def check_resume_config(
     force: bool = False,
     ignore: Iterable[str] = (),
     defaults: dict[str, str] | None = None,
+    retired: dict[str, str] | None = None,
 ) -> None:
     """Refuse to resume a run whose bindings differ from the checkpoint's, naming each difference.
     `defaults` (gin_defaults): a binding one side lacks counts as the code default it ran with, so a
-    binding added to the configs after the run was written, at its default, is no difference."""
-    ignore, defaults = set(ignore), defaults or {}
-    old = manifest.get("bindings", {})
+    binding added to the configs after the run was written, at its default, is no difference.
+    `retired`: bindings this version no longer has, each with the value that did what the code now
+    always does; a run recorded with that value resumes, one recorded with another is refused."""
+    ignore, defaults, retired = set(ignore), defaults or {}, retired or {}
+    old = {k: v for k, v in manifest.get("bindings", {}).items() if retired.get(k) != v}
     differing = sorted(k for k in set(old) | set(bindings)
                        if k not in ignore and old.get(k, defaults.get(k)) != bindings.get(k, defaults.get(k)))
     if differing and not force:
-        details = "; ".join(f"train.{k}: {old.get(k, '<default>')} -> {bindings.get(k, '<default>')}" for k in differing)
+        details = "; ".join(f"train.{k}: {old.get(k, '<default>')} -> "
+                            f"{'<no longer exists>' if k in retired else bindings.get(k, '<default>')}" for k in differing)
         raise CheckpointError(
             f"refusing to resume from {path}: the config differs from the one it was written with ({details}). "
             "Bind train.force_resume=True to resume anyway, or choose another save_dir."

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-OPTIMIZERS = ("adamw", "adafactor")
+OPTIMIZERS = {"adamw": torch.optim.AdamW, "adafactor": torch.optim.Adafactor}  # train.optimizer -> class
 
 
 def weight_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -41,9 +41,6 @@ def weight_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 def build_optimizer(model: nn.Module, name: str, learning_rate: float, weight_decay: float) -> torch.optim.Optimizer:
     """The optimiser `name` (see OPTIMIZERS) over `model`'s parameters, in weight_decay_groups."""
-    groups = weight_decay_groups(model, weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(groups, lr=learning_rate)
-    if name == "adafactor":
-        return torch.optim.Adafactor(groups, lr=learning_rate)
-    raise ValueError(f"train.optimizer={name!r}: expected one of {OPTIMIZERS}")
+    if name not in OPTIMIZERS:
+        raise ValueError(f"train.optimizer={name!r}: expected one of {tuple(OPTIMIZERS)}")
+    return OPTIMIZERS[name](weight_decay_groups(model, weight_decay), lr=learning_rate)

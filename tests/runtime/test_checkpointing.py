@@ -78,6 +78,17 @@ def test_a_binding_missing_on_one_side_counts_as_its_code_default(tmp_path):
         check_resume_config(manifest, {}, path=path, defaults=defaults)
 
 
+def test_a_retired_binding_resumes_at_the_value_the_code_now_always_takes(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    _save(path, bindings={"lr": "0.1", "cooldown": "0"})  # written when `cooldown` still existed
+    manifest = load_checkpoint(path)["manifest"]
+    check_resume_config(manifest, {"lr": "0.1"}, path=path, retired={"cooldown": "0"})
+    _save(path, bindings={"lr": "0.1", "cooldown": "500"})  # a run that used it: not the run this code makes
+    manifest = load_checkpoint(path)["manifest"]
+    with pytest.raises(CheckpointError, match=r"train\.cooldown: 500 -> <no longer exists>"):
+        check_resume_config(manifest, {"lr": "0.1"}, path=path, retired={"cooldown": "0"})
+
+
 def _train_with_defaults(lr: float = 0.01, cooldown: int = 0, dataset_folder: str = "raw_data") -> None:
     pass
 
@@ -85,7 +96,7 @@ def _train_with_defaults(lr: float = 0.01, cooldown: int = 0, dataset_folder: st
 def test_gin_defaults_of_the_entry_points_match_their_signatures():
     import train_decoder
     defaults = gin_defaults(train_decoder.train)
-    assert defaults["lr_cooldown_steps"] == "0" and defaults["learning_rate"] == "0.01"
+    assert defaults["lr_ramp_steps"] == "0" and defaults["learning_rate"] == "0.01"
     assert gin_defaults(_train_with_defaults) == {"lr": "0.01", "cooldown": "0", "dataset_folder": "'raw_data'"}
 
 
