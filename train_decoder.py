@@ -51,7 +51,8 @@ from runtime.loss_watch import FirstNonFiniteStep
 from runtime.lr_schedule import ramp_then_inverse_sqrt
 from runtime.optimizer import OPTIMIZERS, build_optimizer
 from runtime.progress import tqdm  # tqdm that says at the start when the run is estimated to take long
-from runtime.run_folder import existing_tokenizer_path, run_dir
+from runtime import preemption
+from runtime.run_folder import claim_run_folder, existing_tokenizer_path, run_dir
 from runtime.wandb_run import start_wandb_run
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
@@ -294,12 +295,27 @@ def train(
         seconds_before = history[-1]["wall_seconds"] if history else 0.0
     last_saved_step = step if step else None
     if env.is_main:  # only once the run is known to start or resume: a refused resume leaves config.gin alone
+        claim_run_folder(out_dir)  # one run at a time writes it; an unwritable folder fails here
         atomic_write_text(gin.operative_config_str(), out_dir / "config.gin")
         atomic_write_text(json.dumps(baselines, indent=1) + "\n", out_dir / "baselines.json")
     ddp_model = wrap_ddp(model, env)  # gradients averaged over ranks; `model` stays the plain module
     valid_shard = torch.tensor_split(valid_index, env.world_size)[env.rank]  # this rank's validation users
     wandb_run = start_wandb_run(wandb_project, bindings, out_dir, f"decoder-{dataset}-{split}") if use_wandb and env.is_main else None
 
+    def save_last(metrics: dict) -> None:
+        """checkpoint.pt: everything a resumed run needs to continue exactly from this step."""
+        nonlocal last_saved_step
+        rng = rank_rng_states(env)  # a collective: every rank gets here
+        if env.is_main:
+            save_checkpoint(last_path, {
+                "model": model.state_dict(), "model_kwargs": model.kwargs, "optimizer": opt.state_dict(),
+                "scheduler": scheduler.state_dict(), "step": step, "rng": rng, "best": json.dumps(best),
+                "history": json.dumps(history), "tokenizer_sha256": tokenizer_hash,
+                **({"ema": averaged.state_dict()} if averaged is not None else {}),
+            }, step=step, bindings=bindings, metrics=metrics)
+        last_saved_step = step
+
+    stop = preemption.current()
     steps_per_epoch = len(train_data) // batch_size  # the GLOBAL batch: each of N ranks trains on batch_size / N
     perm_epoch, batches, max_lengths = -1, None, None
     resident = ResidentExamples(train_data, sem_ids, dev) if resident_data else None
@@ -340,6 +356,10 @@ def train(
                 wandb_run.log({"train/loss": mean_loss, "train/grad_norm": grad_norm.item(),
                                "train/lr": scheduler.get_last_lr()[0]}, step=step)
         if not evaluating:
+            if stop.requested(step, dev):  # SIGTERM or Ctrl-C (runtime/preemption.py): checkpoint, then return
+                nonfinite.check(env, str(last_path), last_saved_step)
+                save_last(best["metrics"] or {})
+                break
             continue
         eval_start = time.time()
         evaluated.eval()
@@ -363,24 +383,18 @@ def train(
         is_best = best["metrics"] is None or metrics[select_metric] > best["metrics"][select_metric]
         if is_best:
             best = {"step": step, "metrics": metrics}
-        rng = rank_rng_states(env)  # a collective: every rank gets here
-        if env.is_main:
-            if is_best:
-                save_checkpoint(best_path, {"model": evaluated.state_dict(), "model_kwargs": model.kwargs},
-                                step=step, bindings=bindings, metrics=metrics)
-            save_checkpoint(last_path, {
-                "model": model.state_dict(), "model_kwargs": model.kwargs, "optimizer": opt.state_dict(),
-                "scheduler": scheduler.state_dict(), "step": step, "rng": rng, "best": json.dumps(best),
-                "history": json.dumps(history), "tokenizer_sha256": tokenizer_hash,
-                **({"ema": averaged.state_dict()} if averaged is not None else {}),
-            }, step=step, bindings=bindings, metrics=metrics)
-        last_saved_step = step
+        if is_best and env.is_main:
+            save_checkpoint(best_path, {"model": evaluated.state_dict(), "model_kwargs": model.kwargs},
+                            step=step, bindings=bindings, metrics=metrics)
+        save_last(metrics)
         eval_seconds += time.time() - eval_start
+        if stop.requested(step, dev):  # this step's checkpoint is written
+            break
     bar.close()
     nonfinite.check(env, str(last_path), last_saved_step)
     if wandb_run is not None:
         wandb_run.finish()
-    return {"best_step": best["step"], "best_valid": best["metrics"], "selected_on": selected_on,
+    return {"best_step": best["step"], "best_valid": best["metrics"], "selected_on": selected_on, "stopped_by": stop.name,
             "best_checkpoint": str(best_path), "last_checkpoint": str(last_path), "steps": step,
             "train_seconds": round(time.time() - start_time, 1),
             "eval_seconds": round(eval_seconds, 1),  # validation and checkpoints, inside train_seconds

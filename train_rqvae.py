@@ -37,7 +37,8 @@ from runtime.loss_watch import FirstNonFiniteStep
 from runtime.progress import tqdm  # tqdm that says at the start when the run is estimated to take long
 from modules.quantize import FORWARD_MODES, annealed_temperature
 from modules.rqvae import RqVae
-from runtime.run_folder import run_dir, tokenizer_path
+from runtime import preemption
+from runtime.run_folder import claim_run_folder, run_dir, tokenizer_path
 from modules.tokenizer import SemanticIdTokenizer, collision_stats
 
 # Bindings that may change between a run and its resumption (extend a run, switch logging).
@@ -177,6 +178,7 @@ def train(
         if env.is_main:
             print(f"resumed from {checkpoint_path} at step {step}", file=sys.stderr)
     if env.is_main:  # only once the run is known to start or resume: a refused resume leaves config.gin alone
+        claim_run_folder(out_dir)  # one run at a time writes it; an unwritable folder fails here
         atomic_write_text(gin.operative_config_str(), out_dir / "config.gin")
     ddp_model = wrap_ddp(model, env)  # gradients averaged over ranks; `model` stays the plain module
 
@@ -195,6 +197,7 @@ def train(
         last_saved_step = step
 
     # ---- training loop
+    stop = preemption.current()
     model.train()
     metrics: dict[str, float] = {}
     train_loss: float | None = None
@@ -245,8 +248,15 @@ def train(
                 wandb_run.log(metrics, step=step)
         if step % checkpoint_every == 0 or step == iterations:
             save(metrics)
+        if stop.requested(step, device):  # SIGTERM or Ctrl-C (runtime/preemption.py): checkpoint, then return
+            if last_saved_step != step:
+                nonfinite.check(env, str(checkpoint_path), last_saved_step)
+                save(metrics)
+            break
     progress.close()
     nonfinite.check(env, str(checkpoint_path), last_saved_step)
+    if stop.name is not None and step < iterations:  # stopped early: the IDs are written when training ends
+        return {**metrics, "step": step, "stopped_by": stop.name, "checkpoint": str(checkpoint_path)}
     if not metrics:  # resumed a finished run: report the model as it is
         metrics = evaluate(model, eval_features, all_features, batch_size)
 

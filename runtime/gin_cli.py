@@ -20,6 +20,7 @@ import inspect
 import json
 import os
 import re
+import signal
 import sys
 import typing
 from pathlib import Path
@@ -27,7 +28,9 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import gin
 
+from runtime import preemption
 from runtime.errors import DEBUG_ENV, ConfigError, MissingFileError, exit_on_user_error, message_of
+from runtime.run_folder import release_run_folders
 
 # What --help lists under "most used bindings" (those the entry point's train() has).
 MOST_USED_BINDINGS = {
@@ -239,14 +242,18 @@ def run_entry_point(train_fn: Callable, argv: Sequence[str] | None = None, descr
         gin.clear_config()  # a fresh config per call (tests and notebooks call main() repeatedly)
         args = parse_gin_args(train_fn, argv, description=description)
         try:
-            result = train_fn()
+            with preemption.installed():  # SIGTERM / Ctrl-C: train() checkpoints the step it reached and returns
+                result = train_fn()
         except ConfigError as e:  # a value checked inside train(): say where it was set
             if e.binding is None:
                 raise
             raise ConfigError(f"{message_of(e)} ({binding_source(e.binding, args.config, args.gin)})", e.binding) from e
         finally:
+            release_run_folders()
             if torch.distributed.is_initialized():
                 torch.distributed.destroy_process_group()
     if int(os.environ.get("RANK", "0")) == 0:  # one JSON line per run, not per process
         print(json.dumps(result))
+    if command_line and result.get("stopped_by"):  # a scheduler reads the exit status: not "completed"
+        raise SystemExit(128 + int(signal.Signals[result["stopped_by"]]))
     return result
