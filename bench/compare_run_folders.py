@@ -36,8 +36,8 @@ def tensors(obj: object, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]
 
 
 def compare_checkpoints(a: Path, b: Path) -> dict:
-    x = dict(tensors(torch.load(a, map_location="cpu", weights_only=False)))
-    y = dict(tensors(torch.load(b, map_location="cpu", weights_only=False)))
+    x = dict(tensors(torch.load(a, map_location="cpu", weights_only=True)))
+    y = dict(tensors(torch.load(b, map_location="cpu", weights_only=True)))
     differing = [k for k in x.keys() & y.keys() if not (x[k].shape == y[k].shape and torch.equal(x[k], y[k]))]
     return {"tensors": len(x), "same_names": x.keys() == y.keys(), "differing": sorted(differing)}
 
