@@ -164,7 +164,8 @@ class ItemData(Dataset):
         self.features = features[self.item_ids].contiguous()  # [n_subset, feature_dim]
         self.feature_dim = features.shape[1]
         self.n_items = raw.n_items
-        self.titles = raw.titles
+        self.titles = raw.titles  # [n_items] whatever the subset, as own_item_ids
+        self.own_item_ids = raw.item_ids  # [n_items] the data set's own id of each item (ASIN, movie id, ...)
 
     def __len__(self) -> int:
         return len(self.item_ids)
