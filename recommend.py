@@ -104,8 +104,9 @@ def recommend(argv: list[str]) -> dict:
 
 
 def print_answer(result: dict, rec: Recommender) -> None:
-    who = f"user {result['user']}" + (f" ({result['split']} split)" if result["split"] != "all" else "") \
-        if result["user"] is not None else "the history given"
+    who = "the history given"
+    if result["user"] is not None:
+        who = f"user {result['user']}" + (f" ({result['split']} split)" if result["split"] != "all" else "")
     print(f"{rec.name}, best.pt of step {result['step']}, protocol {result['protocol']}: top {result['k']} for {who}")
     width = max(len(i["item_id"]) for i in result["history"] + result["recommendations"])
     shown = rec.max_seq_len  # the model reads the most recent max_seq_len items: older ones are only listed
