@@ -16,7 +16,6 @@ writes that for every user (as JSON lines). Last stdout line: one JSON object.
 """
 from __future__ import annotations
 
-import ast
 import difflib
 import json
 import sys
@@ -28,7 +27,7 @@ import torch
 
 from data.processed import SeqData, as_dataset, load_processed
 from runtime.atomic_io import atomic_write_text
-from runtime.checkpointing import load_checkpoint
+from runtime.checkpointing import load_checkpoint, recorded_bindings
 from runtime.errors import ConfigError, MissingFileError, exit_on_user_error
 from runtime.gin_cli import binding_source, check_choice, check_positive, entry_point_parser, parse_gin_args
 from modules.model import EncoderDecoderRetrievalModel
@@ -67,12 +66,7 @@ def run_config(config: str, flags: list[str]) -> tuple[dict[str, Any], dict]:
         raise MissingFileError(f"no checkpoint at {best_path}: run train_decoder.py with this config first "
                                f"(train.save_dir={given['save_dir']!r})")
     state = load_checkpoint(best_path, map_location="cpu")
-    recorded = {}
-    for name, text in state["manifest"]["bindings"].items():  # reprs of literals (runtime/checkpointing.py)
-        try:
-            recorded[name] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            recorded[name] = text
+    recorded = recorded_bindings(state["manifest"])
     for name in given:
         if name not in recorded:
             if name in READS:

@@ -3,7 +3,8 @@
     python train_rqvae.py configs/rqvae_amazon.gin [--gin 'train.iterations=1000' ...]
 
 Writes <save_dir>/<dataset>-<split>/: checkpoint.pt (+ checkpoint.json), semantic_ids.pt
-(the SemanticIdTokenizer that train_decoder.py reads) and config.gin; rerunning the same
+(the SemanticIdTokenizer that train_decoder.py reads), semantic_ids.csv (the same table with each item's own
+id and title, to read) and config.gin; rerunning the same
 command resumes from checkpoint.pt. Logs go to stderr; the last stdout line is one JSON
 object with the final metrics and paths.
 
@@ -272,12 +273,14 @@ def train(
     ids_path = tokenizer_path(save_dir, dataset, split)
     if env.is_main:
         tokenizer.save(ids_path)
+        tokenizer.write_table(ids_path.with_suffix(".csv"), catalogue.own_item_ids, catalogue.titles)  # for a person
     barrier(env)  # the file exists on return on every rank
     if wandb_run is not None:
         wandb_run.finish()
     result = {**metrics, "step": step, "last_train_loss": train_loss, "n_items": tokenizer.n_items,
               "max_collision_token": int(tokenizer.sem_ids[:, -1].max()), "wall_time_s": round(time.time() - start_time, 1),
-              "device": str(device), "processes": env.world_size, "checkpoint": str(checkpoint_path), "semantic_ids": str(ids_path)}
+              "device": str(device), "processes": env.world_size, "checkpoint": str(checkpoint_path), "semantic_ids": str(ids_path),
+              "semantic_ids_table": str(ids_path.with_suffix(".csv"))}
     return result
 
 

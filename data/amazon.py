@@ -113,12 +113,12 @@ def read_meta(path: Path) -> dict[str, dict]:
     return meta
 
 
-def read_datamaps(path: Path) -> tuple[dict[str, str], int]:
-    """`datamaps.json` -> (id2item: '1'-based id -> ASIN, number of users)."""
+def read_datamaps(path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """`datamaps.json` -> (id2item: '1'-based id -> ASIN, id2user: '1'-based id -> reviewer id)."""
     try:
         with open(path) as f:
             maps = json.load(f)
-        return maps["id2item"], len(maps["id2user"])
+        return maps["id2item"], maps["id2user"]
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not valid JSON ({e})") from None
     except (KeyError, TypeError) as e:
@@ -127,15 +127,22 @@ def read_datamaps(path: Path) -> tuple[dict[str, str], int]:
 
 def load_amazon(root: str | Path, split: str) -> RawData:
     folder = ensure_raw(root, split)
-    id2item, n_users = read_datamaps(folder / "datamaps.json")
-    n_items = len(id2item)
+    id2item, id2user = read_datamaps(folder / "datamaps.json")
+    n_items, n_users = len(id2item), len(id2user)
     # checked against datamaps.json before anything is cached: lines, user order, item ids
     interactions = read_sequences(folder / "sequential_data.txt", n_items=n_items, n_users=n_users)
     meta = read_meta(folder / "meta.json.gz")
 
+    try:  # internal id = P5 id - 1, for items as for users
+        item_ids = [id2item[str(item + 1)] for item in range(n_items)]  # ASINs
+        user_ids = [id2user[str(user + 1)] for user in range(n_users)]  # reviewer ids
+    except KeyError as e:
+        raise DataError(f"{folder / 'datamaps.json'}: id {e} is missing (id2item and id2user number from 1 "
+                        "without gaps)") from None
+
     titles, texts = [], []
-    for item in range(n_items):  # one pass over the catalogue, not the interactions
-        row = meta.get(id2item[str(item + 1)], {})
+    for asin in item_ids:  # one pass over the catalogue, not the interactions
+        row = meta.get(asin, {})
         titles.append(str(row.get("title") or ""))
         texts.append(item_text(row.get("title"), row.get("brand"), row.get("categories"), row.get("price")))
-    return RawData(interactions, n_users, n_items, titles, texts, torch.zeros(n_items, 0))
+    return RawData(interactions, n_users, n_items, titles, texts, torch.zeros(n_items, 0), item_ids, user_ids)

@@ -165,7 +165,8 @@ def load_custom(root: str | Path) -> RawData:
         pl.when(pl.col("text").is_null()).then(pl.col("item_id"))
         .otherwise(pl.format("{}: {}", "item_id", "text"))
     ).to_series().to_list()
-    return RawData(interactions, len(users), len(catalogue), titles, texts, features)
+    return RawData(interactions, len(users), len(catalogue), titles, texts, features,
+                   catalogue["item_id"].to_list(), users["user_id"].to_list())
 
 
 def source_fingerprint(root: str | Path) -> list[list]:

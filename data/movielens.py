@@ -78,4 +78,5 @@ def movielens_raw_data(ratings: pl.DataFrame, movies: pl.DataFrame, source: Path
     multi_hot[rows, cols] = 1.0
 
     titles = items["title"].to_list()
-    return RawData(interactions, len(users), len(items), titles, list(titles), multi_hot)
+    item_ids, user_ids = ([str(i) for i in ids] for ids in (items["movie"].to_list(), users["user"].to_list()))
+    return RawData(interactions, len(users), len(items), titles, list(titles), multi_hot, item_ids, user_ids)

@@ -3,7 +3,7 @@
 Raw files are read once per (dataset, split) and cached under
 `<cache_dir>/<dataset>/<split>/` (never under the read-only raw root):
   interactions.parquet   user, item: every interaction, grouped by user, oldest first
-  items.pt               counts, titles, texts, extra (genre) features
+  items.pt               counts, titles, texts, extra (genre) features, the data set's own item and user ids
   item_embeddings_*.pt   sentence embeddings (see data/item_embeddings.py)
 Every file is written to a temporary name and renamed; `force_process` rebuilds.
 MovieLens has a single split: `split` is ignored there (its cache folder is named
@@ -13,6 +13,9 @@ is `<cache_dir>/custom/<split>/`, rebuilt whenever its input files change.
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -33,7 +36,9 @@ from runtime.atomic_io import atomic_torch_save, atomic_write
 from runtime.checkpointing import file_sha256
 from runtime.errors import CacheError, ConfigError
 
-CACHE_VERSION = 1
+# 2: items.pt also holds the data set's own item and user ids (RawData.item_ids, user_ids), and the SHA-256 of its
+# own content. A cache of another version is rebuilt from the raw files (with a note), never read with a field missing.
+CACHE_VERSION = 2
 RAW_LOADS = 0  # how many times raw files were parsed (tests assert on it)
 
 
@@ -78,7 +83,13 @@ def load_processed(root: str | Path, dataset: RecDataset, split: str, cache_dir:
     source = source_fingerprint(root) if dataset == RecDataset.CUSTOM else None  # your files may change
     if not force_process and table_path.is_file() and items_path.is_file():
         items = load_cache_file(items_path)
-        if items.get("version") == CACHE_VERSION and items.get("source") == source:
+        if items.get("version") != CACHE_VERSION:
+            print(f"note: {folder} was written by cache version {items.get('version')}, this code reads version "
+                  f"{CACHE_VERSION}: rebuilding it from the raw files", file=sys.stderr)
+        elif items.get("source") == source:
+            if items_sha256(items) != items.get("sha256"):  # a flipped bit inside a title or an id still unpickles
+                raise CacheError(f"cache file {items_path} does not match the SHA-256 of its content: it is corrupted; "
+                                 f"{REBUILD_ADVICE}")
             # the table's SHA-256 is recorded beside it: a damaged parquet is refused, not half-read
             if "interactions_sha256" in items and file_sha256(table_path) != items["interactions_sha256"]:
                 raise CacheError(f"cache file {table_path} does not match the SHA-256 recorded in {items_path}: "
@@ -87,14 +98,30 @@ def load_processed(root: str | Path, dataset: RecDataset, split: str, cache_dir:
                 table = pl.read_parquet(table_path)
             except Exception as e:
                 raise CacheError(f"cache file {table_path} is unreadable ({type(e).__name__}: {e}); {REBUILD_ADVICE}") from e
-            return RawData(table, items["n_users"], items["n_items"],
-                           items["titles"], items["texts"], items["extra_features"])
+            return RawData(table, items["n_users"], items["n_items"], items["titles"], items["texts"],
+                           items["extra_features"], items["item_ids"], items["user_ids"])
     raw = load_raw(root, dataset, split)
     atomic_write(table_path, lambda tmp: raw.interactions.write_parquet(tmp))
-    atomic_torch_save({"version": CACHE_VERSION, "n_users": raw.n_users, "n_items": raw.n_items,
-                       "titles": raw.titles, "texts": raw.texts, "extra_features": raw.extra_features,
-                       "interactions_sha256": file_sha256(table_path), "source": source}, items_path)
+    items = {"version": CACHE_VERSION, "n_users": raw.n_users, "n_items": raw.n_items,
+             "titles": raw.titles, "texts": raw.texts, "extra_features": raw.extra_features,
+             "item_ids": raw.item_ids, "user_ids": raw.user_ids,
+             "interactions_sha256": file_sha256(table_path), "source": source}
+    atomic_torch_save({**items, "sha256": items_sha256(items)}, items_path)
     return raw
+
+
+def items_sha256(items: dict) -> str:
+    """SHA-256 of items.pt's content, its own "sha256" left out: each field by name, tensors by shape and bytes,
+    the rest as JSON."""
+    h = hashlib.sha256()
+    for key in sorted(k for k in items if k != "sha256"):
+        value = items[key]
+        if isinstance(value, torch.Tensor):
+            h.update(f"{key} {value.dtype} {tuple(value.shape)}".encode())
+            h.update(value.contiguous().numpy().tobytes())
+        else:
+            h.update(f"{key} {json.dumps(value)}".encode())
+    return h.hexdigest()
 
 
 class ItemData(Dataset):
@@ -137,7 +164,8 @@ class ItemData(Dataset):
         self.features = features[self.item_ids].contiguous()  # [n_subset, feature_dim]
         self.feature_dim = features.shape[1]
         self.n_items = raw.n_items
-        self.titles = raw.titles
+        self.titles = raw.titles  # [n_items] whatever the subset, as own_item_ids
+        self.own_item_ids = raw.item_ids  # [n_items] the data set's own id of each item (ASIN, movie id, ...)
 
     def __len__(self) -> int:
         return len(self.item_ids)

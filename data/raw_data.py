@@ -18,3 +18,8 @@ class RawData:
     texts: list[str] | None  # what the sentence encoder reads, index = item id; None: nothing to embed
     extra_features: torch.Tensor  # [n_items, n_extra] appended to the text embedding (genres; a custom data
     # set's own embeddings when texts is None); n_extra may be 0
+    # The data set's own ids, as text, index = the 0-based number used everywhere else: Amazon ASINs and
+    # reviewer ids, MovieLens movie and user ids, a custom data set's strings. What a person asks with
+    # (serving/: recommend by ASIN); nothing of training reads them.
+    item_ids: list[str]
+    user_ids: list[str]

@@ -93,7 +93,9 @@ class EncoderDecoderRetrievalModel(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def encode(self, user_ids: Tensor, history: Tensor) -> tuple[Tensor, Tensor]:
-        """user_ids [B], history [B, L, T] codes (-1 = padding item) -> memory [B, S, D], padding mask [B, S]."""
+        """user_ids [B], history [B, L, T] codes (-1 = padding item) -> memory [B, S, D], padding mask [B, S].
+        A user id of -1 means no user (a history asked about on its own, serving/): the user token is then
+        masked like padding, so the model reads the history alone rather than some hashed bucket's users."""
         B, L, T = history.shape
         if T != self.n_levels or L > self.max_history:
             raise ValueError(f"history of shape {tuple(history.shape)} does not fit a model with "
@@ -108,8 +110,7 @@ class EncoderDecoderRetrievalModel(nn.Module):
                 items = items * (torch.rand(B, L, 1, device=items.device) >= self.item_token_dropout)
             x = x + rearrange(items, "b l d -> b l 1 d")
         x = torch.cat([rearrange(self.user_emb(user_ids), "b d -> b 1 d"), rearrange(x, "b l t d -> b (l t) d")], dim=1)
-        padding = torch.cat([torch.zeros(B, 1, dtype=torch.bool, device=history.device),
-                             rearrange(history < 0, "b l t -> b (l t)")], dim=1)
+        padding = torch.cat([rearrange(user_ids < 0, "b -> b 1"), rearrange(history < 0, "b l t -> b (l t)")], dim=1)
         return self.encoder(self.drop(x), padding), padding
 
     def decoder_input(self, target: Tensor) -> Tensor:

@@ -6,14 +6,16 @@ every item ends with a unique ID (TIGER, Rajput et al. 2023, Sec. 3.1).
 """
 from __future__ import annotations
 
+import csv
+import io
 import math
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from torch import Tensor
 
-from runtime.atomic_io import atomic_torch_save
+from runtime.atomic_io import atomic_torch_save, atomic_write_text
 from runtime.errors import CheckpointError
 
 if TYPE_CHECKING:
@@ -102,6 +104,20 @@ class SemanticIdTokenizer:
 
     def save(self, path: str | os.PathLike) -> None:
         atomic_torch_save({"sem_ids": self.sem_ids, "codebook_size": self.codebook_size}, path)
+
+    def write_table(self, path: str | os.PathLike, item_ids: Sequence[str], titles: Sequence[str]) -> None:
+        """The item -> semantic ID table as CSV, for a person (train_rqvae.py writes it beside semantic_ids.pt):
+        item (the 0-based number evaluate.py prints), item_id (the data set's own), title, code_1..code_L,
+        collision_token (0 unless items share all L codes). Nothing reads it back: semantic_ids.pt is the model's."""
+        if not len(item_ids) == len(titles) == self.n_items:
+            raise ValueError(f"{len(item_ids)} item ids and {len(titles)} titles for {self.n_items} semantic IDs")
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["item", "item_id", "title", *(f"code_{level + 1}" for level in range(self.n_codebooks)),
+                         "collision_token"])
+        for item, (own_id, title, codes) in enumerate(zip(item_ids, titles, self.sem_ids.tolist())):
+            writer.writerow([item, own_id, title, *codes])
+        atomic_write_text(out.getvalue(), path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SemanticIdTokenizer":

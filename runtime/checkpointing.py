@@ -36,6 +36,20 @@ def gin_defaults(fn: Callable) -> dict[str, str]:
     return {k: repr(v) for k, v in train_defaults(fn).items()}
 
 
+def recorded_bindings(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint manifest's bindings as values: each was recorded as the repr of a literal (gin_bindings);
+    one that is not a literal stays the text it was recorded as."""
+    import ast
+
+    values = {}
+    for name, text in manifest["bindings"].items():
+        try:
+            values[name] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            values[name] = text
+    return values
+
+
 def config_hash(bindings: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(bindings, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -1,5 +1,5 @@
 """The errors a user can fix: a bad binding or argument, a missing or inconsistent file, a refused
-resume, a damaged checkpoint or cache.
+resume, a damaged checkpoint, cache or model folder, a request with an unknown id.
 
 The entry points print these as one or two lines on stderr and exit with status 2, without a
 traceback (`exit_on_user_error` below; `--debug` or TIGER_DEBUG=1 shows it).
@@ -43,6 +43,11 @@ class CheckpointError(UserError, RuntimeError):
 
 class CacheError(UserError, RuntimeError):
     """A cache file that cannot be trusted: it is never used, the message names it."""
+
+
+class RequestError(UserError, ValueError):
+    """A question a trained model cannot answer as asked (serving/): an item or user id the data set does
+    not have, an empty history, a k the catalogue cannot fill; the message names each offending value."""
 
 
 def message_of(e: BaseException) -> str:

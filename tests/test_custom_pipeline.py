@@ -10,6 +10,7 @@ import evaluate
 import train_decoder
 import train_rqvae
 from bench.make_movielens_standin import Size, make_standin
+from serving import load_recommender
 from tests.data.conftest import fake_encoder  # noqa: F401 (pytest fixture: no sentence-transformers weights needed)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -50,3 +51,12 @@ def test_custom_data_set_through_both_stages_and_evaluate(tmp_path, fake_encoder
     titles = {f"{i}: {t}" for i, t in zip(items["item_id"], items["text"])}
     assert len(records) == 40 and all(len(r["recommendations"]) == 10 for r in records)
     assert all(x["title"] in titles for r in records for x in r["recommendations"] + [r["target"]])
+
+    # serving/: your own string ids in and out, the same lists as evaluate.py's (titles are '<item_id>: <text>')
+    rec = load_recommender(tmp_path / "decoder" / "custom-shop", device="cpu")
+    answers = rec.recommend([[rec.item_ids[h["item_id"]] for h in r["history"]] for r in records],
+                            user=[rec.user_ids[r["user_id"]] for r in records])
+    for r, answer in zip(records, answers):
+        assert [a.title for a in answer] == [x["title"] for x in r["recommendations"]]
+        assert all(a.title.startswith(f"{a.item_id}: ") and isinstance(a.item_id, str) for a in answer)
+    assert rec.user_ids == sorted(rec.user_ids) and set(rec.item_ids) == {str(i) for i in items["item_id"]}

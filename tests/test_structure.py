@@ -1,6 +1,8 @@
 """The project's layering, read from the import statements (function-level imports included).
 
-    entry points (train_rqvae, train_decoder, evaluate)   import any package, never each other
+    entry points (train_rqvae, train_decoder, evaluate, recommend)   import any package, never each other
+    serving/      a trained model answering requests, its folder     imports evaluation/, data/, modules/, runtime/;
+                                                                     nothing of the product imports it
     evaluation/   ranking users, metrics, floors, learning health   imports data/, modules/, runtime/
     data/         raw files -> features, sequences, batches          imports runtime/; nothing of the model
     modules/      the model and its search                           imports ops/, runtime/; no gin, no data/
@@ -12,8 +14,8 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-ENTRY_POINTS = ("train_rqvae", "train_decoder", "evaluate")
-PACKAGES = ("ops", "runtime", "modules", "data", "evaluation")
+ENTRY_POINTS = ("train_rqvae", "train_decoder", "evaluate", "recommend")
+PACKAGES = ("ops", "runtime", "modules", "data", "evaluation", "serving")
 # What each package may import of the project (itself always).
 ALLOWED = {
     "ops": set(),
@@ -21,6 +23,7 @@ ALLOWED = {
     "modules": {"ops", "runtime"},
     "data": {"runtime"},
     "evaluation": {"data", "modules", "runtime", "ops"},
+    "serving": {"evaluation", "data", "modules", "runtime", "ops"},
 }
 
 
@@ -78,6 +81,13 @@ def test_packages_import_only_the_packages_below_them():
             continue
         project = {d.split(".")[0] for d in deps} & (set(PACKAGES) | set(ENTRY_POINTS))
         assert project <= ALLOWED[package] | {package}, f"{name} imports {sorted(project - ALLOWED[package] - {package})}"
+
+
+def test_only_entry_points_import_serving():
+    """serving/ sits on top of the product: training and evaluation never depend on how a model is served."""
+    for name, deps in import_graph().items():
+        if name.split(".")[0] not in ("serving", *ENTRY_POINTS):
+            assert not {d for d in deps if d.split(".")[0] == "serving"}, name
 
 
 def test_neither_ops_nor_modules_import_gin_even_indirectly():
