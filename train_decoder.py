@@ -95,14 +95,17 @@ def build_model(sem_ids: torch.Tensor, codebook_size: int, max_history: int,
 def train_step(model: EncoderDecoderRetrievalModel, forward: Callable, batch: dict[str, torch.Tensor],
                opt: torch.optim.Optimizer, autocast: contextlib.AbstractContextManager, *,
                trie: SemanticIdTrie | None = None, micro_batch_size: int | None = None, grad_clip: float = 1.0,
-               no_sync: Callable | None = None, compiled: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+               no_sync: Callable | None = None, compiled: bool = False,
+               rank_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimiser step on this process's batch -> (its mean loss, the gradient norm before clipping),
     both on the device, unread. `forward` is the model, or its DDP wrapper or compiled forward; `trie`
     (constrained softmax) restricts each level's softmax to codes that continue a valid ID; the batch is
     cut into micro-batches of at most `micro_batch_size` whose gradients add up to the batch's; with DDP,
     `no_sync` (the wrapper's) keeps every micro-batch but the last from averaging gradients over ranks.
     The batch is per example (history [B, L, T], target [B, T]) or all positions (window batches: history
-    and target [B, W, T], -1 where a position is no target); its loss is the mean over its targets."""
+    and target [B, W, T], -1 where a position is no target); its loss is the mean over its targets, times
+    `rank_weight` (DDP with windows: world size x this rank's share of the global batch's targets, so that
+    DDP's mean over ranks is the mean over all targets)."""
     model.train()
     opt.zero_grad(set_to_none=True)
     loss = torch.zeros((), device=batch["target"].device)  # the batch mean, accumulated over its micro-batches
@@ -116,7 +119,7 @@ def train_step(model: EncoderDecoderRetrievalModel, forward: Callable, batch: di
                 logits = forward(micro["user_ids"], micro["history"], micro["target"])
             valid = trie.path_masks(micro["target"]) if trie is not None else None  # [b, (W,) T, K]
             # the batch's mean loss: its micro-batches' means, each weighted by its share of the targets
-            micro_loss = model.loss(logits, micro["target"], valid) * (n_targets(micro) / n_targets(batch))
+            micro_loss = model.loss(logits, micro["target"], valid) * (n_targets(micro) / n_targets(batch) * rank_weight)
             micro_loss.backward()
         loss += micro_loss.detach()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -332,6 +335,11 @@ def train(
         epoch, offset = divmod(step, steps_per_epoch)
         if epoch != perm_epoch:
             batches, max_lengths = epoch_batches(lengths, batch_size, seed, epoch, bucket_by_length)
+            if windows is not None and env.is_distributed:  # ranks' slices hold different numbers of targets
+                targets = windows.n_targets[batches]  # [steps_per_epoch, batch_size], CPU: no sync
+                rank_weights = env.world_size * shard(targets.T, env).sum(dim=0) / targets.sum(dim=1)
+            else:
+                rank_weights = None
             batches = batches.to(dev) if resident is not None else batches  # once per epoch: no copy per step
             perm_epoch = epoch
         index = shard(batches[offset], env)  # the global batch is identical on every rank
@@ -343,7 +351,8 @@ def train(
             batch = trim_history(batch, max_lengths[offset], min_length=2 if compile_model else 1)
         loss, grad_norm = train_step(model, forward, batch, opt, autocast, trie=trie if constrained_softmax else None,
                                      micro_batch_size=micro_batch_size, grad_clip=grad_clip, compiled=compile_model,
-                                     no_sync=ddp_model.no_sync if env.is_distributed else None)
+                                     no_sync=ddp_model.no_sync if env.is_distributed else None,
+                                     rank_weight=1.0 if rank_weights is None else float(rank_weights[offset]))
         scheduler.step()
         if averaged is not None:  # one fused update; weight 1 at the first step copies the weights exactly
             torch._foreach_lerp_(*ema_pairs, 1.0 if step == 0 else 1 - ema_decay)
