@@ -264,8 +264,9 @@ def train(
     # What a batch index counts: training examples, or with all_positions windows of them (data/windows.py),
     # and how many items each feeds the encoder (length-bucketed batches group by it).
     windows = TrainingWindows(train_data) if all_positions else None
-    n_train, lengths = (len(windows), windows.lengths) if windows else (len(train_data), train_data.history_lengths)
-    unit = "all-positions windows" if windows else "training examples"
+    n_train = len(windows) if all_positions else len(train_data)
+    lengths = windows.lengths if all_positions else train_data.history_lengths
+    unit = "all-positions windows" if all_positions else "training examples"
     if batch_size > n_train:  # before any file is written
         raise ConfigError(f"train.batch_size = {batch_size} exceeds the {n_train} {unit}", binding="batch_size")
     sem_ids = tokenizer.sem_ids  # [n_items, T] stays on the CPU: batches are gathered there
@@ -287,7 +288,7 @@ def train(
     evaluated = averaged if averaged is not None else model  # the weights validation reads
     if env.is_main:
         print(f"{sum(p.numel() for p in model.parameters()):,} parameters; {len(train_data):,} train examples"
-              + (f" in {len(windows):,} windows" if windows else "") + ", "
+              + (f" in {len(windows):,} windows" if all_positions else "") + ", "
               f"{len(valid_index):,} validation users; device {dev}, {env.world_size} process(es); best.pt selected "
               f"on valid {select_metric}, {selected_on} protocol", file=sys.stderr)
 
@@ -322,7 +323,7 @@ def train(
     examples_per_step = batch_size * (len(train_data) / n_train)  # all positions: targets per window, on average
     perm_epoch, batches, max_lengths = -1, None, None
     if resident_data:
-        resident = ResidentWindows(windows, sem_ids, dev) if windows else ResidentExamples(train_data, sem_ids, dev)
+        resident = ResidentWindows(windows, sem_ids, dev) if all_positions else ResidentExamples(train_data, sem_ids, dev)
     else:
         resident = None
     forward = compile_training_forward(ddp_model, compile_mode) if compile_model else ddp_model  # `model` keeps the weights
@@ -335,7 +336,7 @@ def train(
         epoch, offset = divmod(step, steps_per_epoch)
         if epoch != perm_epoch:
             batches, max_lengths = epoch_batches(lengths, batch_size, seed, epoch, bucket_by_length)
-            if windows is not None and env.is_distributed:  # ranks' slices hold different numbers of targets
+            if all_positions and env.is_distributed:  # ranks' slices hold different numbers of targets
                 targets = windows.n_targets[batches]  # [steps_per_epoch, batch_size], CPU: no sync
                 rank_weights = env.world_size * shard(targets.T, env).sum(dim=0) / targets.sum(dim=1)
             else:
@@ -345,8 +346,10 @@ def train(
         index = shard(batches[offset], env)  # the global batch is identical on every rank
         if resident is not None:
             batch = resident.batch(index)
+        elif all_positions:
+            batch = window_batch(windows, index, sem_ids, dev)
         else:
-            batch = window_batch(windows, index, sem_ids, dev) if windows else data_batch(train_data, index, sem_ids, dev)
+            batch = data_batch(train_data, index, sem_ids, dev)
         if max_lengths is not None:  # the global batch's longest history (CPU, no sync); compiled: never 1 column
             batch = trim_history(batch, max_lengths[offset], min_length=2 if compile_model else 1)
         loss, grad_norm = train_step(model, forward, batch, opt, autocast, trie=trie if constrained_softmax else None,
