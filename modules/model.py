@@ -195,7 +195,9 @@ class EncoderDecoderRetrievalModel(nn.Module):
         """tokens [B, N] at decoder positions start..start+N-1 -> logits [B, N, K] over each position's level.
 
         With `cache` (from `new_cache()`), pass one new token per call; `memory` may then be
-        None after the first call (the cross-attention keys/values are cached)."""
+        None after the first call (the cross-attention keys/values are cached). `padding` is encode()'s mask of
+        the memory: padding [B, S], or with the causal encoder the cross-attention bias [B|1, H, N|1, S]
+        (with more query rows than memory rows, as beams or all-positions targets: MultiHeadAttention)."""
         N = tokens.shape[1]
         positions = torch.arange(start, start + N, device=tokens.device)
         x = self.sem_id_emb(tokens) + self.decoder_pos_emb(positions)
