@@ -15,6 +15,11 @@ trains with N processes (DDP; NCCL on GPUs, gloo on the CPU): every rank draws t
 batch and keeps its 1/N slice, so batch_size and learning_rate mean what they mean for one
 process; each rank beam-searches 1/N of the validation users and the hit counts are summed;
 rank 0 logs and writes every file.
+
+`all_positions=True` (not the paper's; off in every paper config): a training example is a window of one
+user's items (data/windows.py) encoded once, every one of its targets trained in the same pass by the
+causal encoder-decoder (modules/model.py, causal_encoder); batch_size then counts windows. Validation,
+best.pt and evaluate.py are unchanged: the same beam search over the last max_seq_len items.
 """
 from __future__ import annotations
 
@@ -30,8 +35,10 @@ import gin
 import torch
 import torch.distributed
 
-from data.batching import ResidentExamples, data_batch, length_bucketed_batches, micro_batches, trim_history
+from data.batching import (ResidentExamples, ResidentWindows, data_batch, length_bucketed_batches, micro_batches,
+                           n_targets, trim_history, window_batch)
 from data.processed import SeqData
+from data.windows import TrainingWindows
 from evaluation.report import PROTOCOLS, curve_fields, evaluate_split, floor_rows, protocol_name, validation_line
 from evaluation.learning_health import prior_nll
 from evaluation.retrieval import METRIC_KS
@@ -59,7 +66,7 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 LOG_EVERY = 100  # steps between reads of the training loss (each read waits for the GPU)
 # The bindings that shape the model (what build_model reads of train()'s arguments).
 MODEL_BINDINGS = ("n_user_buckets", "d_model", "n_heads", "d_head", "ff_dim", "n_encoder_layers", "n_decoder_layers",
-                  "dropout", "constrained_softmax", "item_tokens", "item_token_dropout")
+                  "dropout", "constrained_softmax", "item_tokens", "item_token_dropout", "all_positions")
 # Bindings that may change between a run and its resumption (extend a run, evaluation and logging;
 # validation metrics before and after a change of evaluation settings are compared as they are for best.pt).
 RESUMABLE_CHANGES = ("iterations", "resume", "force_resume", "eval_every", "eval_beam_width", "eval_batch_size",
@@ -76,11 +83,11 @@ def build_model(sem_ids: torch.Tensor, codebook_size: int, max_history: int,
                 bindings: dict[str, Any]) -> EncoderDecoderRetrievalModel:
     """TIGER's encoder-decoder for a catalogue of semantic IDs sem_ids [n_items, T] (on the CPU), shaped by
     train()'s `bindings` (those in MODEL_BINDINGS are read); with item_tokens, its item table already
-    indexed by the catalogue's IDs."""
+    indexed by the catalogue's IDs; with all_positions, the causal encoder that trains every position at once."""
     model = EncoderDecoderRetrievalModel(
         n_levels=sem_ids.shape[1], codebook_size=codebook_size, max_history=max_history,
-        n_items=len(sem_ids) if bindings["item_tokens"] else 0,
-        **{name: bindings[name] for name in MODEL_BINDINGS if name != "item_tokens"})
+        n_items=len(sem_ids) if bindings["item_tokens"] else 0, causal_encoder=bindings["all_positions"],
+        **{name: bindings[name] for name in MODEL_BINDINGS if name not in ("item_tokens", "all_positions")})
     if model.item_emb is not None:
         model.item_emb.index(sem_ids)
     return model
@@ -89,12 +96,17 @@ def build_model(sem_ids: torch.Tensor, codebook_size: int, max_history: int,
 def train_step(model: EncoderDecoderRetrievalModel, forward: Callable, batch: dict[str, torch.Tensor],
                opt: torch.optim.Optimizer, autocast: contextlib.AbstractContextManager, *,
                trie: SemanticIdTrie | None = None, micro_batch_size: int | None = None, grad_clip: float = 1.0,
-               no_sync: Callable | None = None, compiled: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+               no_sync: Callable | None = None, compiled: bool = False,
+               rank_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimiser step on this process's batch -> (its mean loss, the gradient norm before clipping),
     both on the device, unread. `forward` is the model, or its DDP wrapper or compiled forward; `trie`
     (constrained softmax) restricts each level's softmax to codes that continue a valid ID; the batch is
     cut into micro-batches of at most `micro_batch_size` whose gradients add up to the batch's; with DDP,
-    `no_sync` (the wrapper's) keeps every micro-batch but the last from averaging gradients over ranks."""
+    `no_sync` (the wrapper's) keeps every micro-batch but the last from averaging gradients over ranks.
+    The batch is per example (history [B, L, T], target [B, T]) or all positions (window batches: history
+    and target [B, W, T], -1 where a position is no target); its loss is the mean over its targets, times
+    `rank_weight` (DDP with windows: world size x this rank's share of the global batch's targets, so that
+    DDP's mean over ranks is the mean over all targets)."""
     model.train()
     opt.zero_grad(set_to_none=True)
     loss = torch.zeros((), device=batch["target"].device)  # the batch mean, accumulated over its micro-batches
@@ -106,9 +118,9 @@ def train_step(model: EncoderDecoderRetrievalModel, forward: Callable, batch: di
         with (no_sync() if no_sync is not None and i < len(micros) - 1 else contextlib.nullcontext()):
             with autocast:
                 logits = forward(micro["user_ids"], micro["history"], micro["target"])
-            valid = trie.path_masks(micro["target"]) if trie is not None else None  # [b, T, K]
-            # the batch's mean loss is the size-weighted sum of its micro-batches' means
-            micro_loss = model.loss(logits, micro["target"], valid) * (len(micro["target"]) / len(batch["target"]))
+            valid = trie.path_masks(micro["target"]) if trie is not None else None  # [b, (W,) T, K]
+            # the batch's mean loss: its micro-batches' means, each weighted by its share of the targets
+            micro_loss = model.loss(logits, micro["target"], valid) * (n_targets(micro) / n_targets(batch) * rank_weight)
             micro_loss.backward()
         loss += micro_loss.detach()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -116,17 +128,17 @@ def train_step(model: EncoderDecoderRetrievalModel, forward: Callable, batch: di
     return loss, grad_norm
 
 
-def epoch_batches(train_data: SeqData, batch_size: int, seed: int, epoch: int,
+def epoch_batches(lengths: torch.Tensor, batch_size: int, seed: int, epoch: int,
                   bucket_by_length: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Epoch `epoch`'s batches without replacement: example indices [steps_per_epoch, batch_size] of
-    randperm(seed + epoch), and with bucket_by_length that permutation grouped by history length plus each
-    batch's longest history (data/batching.py). A function of (seed, epoch) only: a resumed run sees exactly
-    the batches an uninterrupted one would."""
+    """Epoch `epoch`'s batches without replacement over the examples (or all-positions windows) whose encoder
+    inputs hold lengths [M] items: indices [steps_per_epoch, batch_size] of randperm(seed + epoch), and with
+    bucket_by_length that permutation grouped by length plus each batch's longest (data/batching.py). A
+    function of (seed, epoch) only: a resumed run sees exactly the batches an uninterrupted one would."""
     generator = torch.Generator().manual_seed(seed + epoch)
     if bucket_by_length:
-        return length_bucketed_batches(train_data.history_lengths, batch_size, generator)
-    steps_per_epoch = len(train_data) // batch_size
-    return torch.randperm(len(train_data), generator=generator)[:steps_per_epoch * batch_size].view(steps_per_epoch, batch_size), None
+        return length_bucketed_batches(lengths, batch_size, generator)
+    steps_per_epoch = len(lengths) // batch_size
+    return torch.randperm(len(lengths), generator=generator)[:steps_per_epoch * batch_size].view(steps_per_epoch, batch_size), None
 
 
 def check_bindings(b: dict[str, Any]) -> None:
@@ -213,6 +225,7 @@ def train(
     n_decoder_layers: int = 4,
     dropout: float = 0.1,
     constrained_softmax: bool = False,    # softmax over the codes that continue a valid ID only (modules/model.py)
+    all_positions: bool = False,          # train every position of a window in one causal pass (not the paper's)
     eval_every: int = 10_000,
     eval_beam_width: int = 10,
     eval_batch_size: int = 512,
@@ -249,9 +262,14 @@ def train(
     if tokenizer.n_items != train_data.n_items:
         raise ConfigError(f"the tokenizer has {tokenizer.n_items} items but {dataset}/{split} has {train_data.n_items}: "
                           "was it trained on another data set?", binding="tokenizer_dir")
-    if batch_size > len(train_data):  # before any file is written
-        raise ConfigError(f"train.batch_size = {batch_size} exceeds the {len(train_data)} training examples",
-                          binding="batch_size")
+    # What a batch index counts: training examples, or with all_positions windows of them (data/windows.py),
+    # and how many items each feeds the encoder (length-bucketed batches group by it).
+    windows = TrainingWindows(train_data) if all_positions else None
+    n_train = len(windows) if all_positions else len(train_data)
+    lengths = windows.lengths if all_positions else train_data.history_lengths
+    unit = "all-positions windows" if all_positions else "training examples"
+    if batch_size > n_train:  # before any file is written
+        raise ConfigError(f"train.batch_size = {batch_size} exceeds the {n_train} {unit}", binding="batch_size")
     sem_ids = tokenizer.sem_ids  # [n_items, T] stays on the CPU: batches are gathered there
     trie = tokenizer.trie().to(dev)
     valid_index = (torch.arange(len(valid_data)) if valid_max_users is None or valid_max_users >= len(valid_data)
@@ -270,7 +288,8 @@ def train(
     ema_pairs = (list(averaged.parameters()), list(model.parameters())) if averaged is not None else None
     evaluated = averaged if averaged is not None else model  # the weights validation reads
     if env.is_main:
-        print(f"{sum(p.numel() for p in model.parameters()):,} parameters; {len(train_data):,} train examples, "
+        print(f"{sum(p.numel() for p in model.parameters()):,} parameters; {len(train_data):,} train examples"
+              + (f" in {len(windows):,} windows" if all_positions else "") + ", "
               f"{len(valid_index):,} validation users; device {dev}, {env.world_size} process(es); best.pt selected "
               f"on valid {select_metric}, {selected_on} protocol", file=sys.stderr)
 
@@ -316,9 +335,13 @@ def train(
         last_saved_step = step
 
     stop = preemption.current()
-    steps_per_epoch = len(train_data) // batch_size  # the GLOBAL batch: each of N ranks trains on batch_size / N
+    steps_per_epoch = n_train // batch_size  # the GLOBAL batch: each of N ranks trains on batch_size / N
+    examples_per_step = batch_size * (len(train_data) / n_train)  # all positions: targets per window, on average
     perm_epoch, batches, max_lengths = -1, None, None
-    resident = ResidentExamples(train_data, sem_ids, dev) if resident_data else None
+    if resident_data:
+        resident = ResidentWindows(windows, sem_ids, dev) if all_positions else ResidentExamples(train_data, sem_ids, dev)
+    else:
+        resident = None
     forward = compile_training_forward(ddp_model, compile_mode) if compile_model else ddp_model  # `model` keeps the weights
     autocast = precisions.autocast(dev, precision)  # evaluate.py uses the same
     start_time, eval_seconds, start_step = time.time(), 0.0, step
@@ -328,16 +351,27 @@ def train(
     while step < iterations:
         epoch, offset = divmod(step, steps_per_epoch)
         if epoch != perm_epoch:
-            batches, max_lengths = epoch_batches(train_data, batch_size, seed, epoch, bucket_by_length)
+            batches, max_lengths = epoch_batches(lengths, batch_size, seed, epoch, bucket_by_length)
+            if all_positions and env.is_distributed:  # ranks' slices hold different numbers of targets
+                targets = windows.n_targets[batches]  # [steps_per_epoch, batch_size], CPU: no sync
+                rank_weights = env.world_size * shard(targets.T, env).sum(dim=0) / targets.sum(dim=1)
+            else:
+                rank_weights = None
             batches = batches.to(dev) if resident is not None else batches  # once per epoch: no copy per step
             perm_epoch = epoch
         index = shard(batches[offset], env)  # the global batch is identical on every rank
-        batch = resident.batch(index) if resident is not None else data_batch(train_data, index, sem_ids, dev)
+        if resident is not None:
+            batch = resident.batch(index)
+        elif all_positions:
+            batch = window_batch(windows, index, sem_ids, dev)
+        else:
+            batch = data_batch(train_data, index, sem_ids, dev)
         if max_lengths is not None:  # the global batch's longest history (CPU, no sync); compiled: never 1 column
             batch = trim_history(batch, max_lengths[offset], min_length=2 if compile_model else 1)
         loss, grad_norm = train_step(model, forward, batch, opt, autocast, trie=trie if constrained_softmax else None,
                                      micro_batch_size=micro_batch_size, grad_clip=grad_clip, compiled=compile_model,
-                                     no_sync=ddp_model.no_sync if env.is_distributed else None)
+                                     no_sync=ddp_model.no_sync if env.is_distributed else None,
+                                     rank_weight=1.0 if rank_weights is None else float(rank_weights[offset]))
         scheduler.step()
         if averaged is not None:  # one fused update; weight 1 at the first step copies the weights exactly
             torch._foreach_lerp_(*ema_pairs, 1.0 if step == 0 else 1 - ema_decay)
@@ -371,7 +405,7 @@ def train(
         loss_sum.zero_()
         loss_steps = 0
         metrics = {k: v for k, v in found[selected_on]["tiger"].items() if k.split("@")[0] in ("recall", "ndcg")}
-        record = {"step": step, "examples_seen": step * batch_size, "train_loss": train_loss,
+        record = {"step": step, "examples_seen": round(step * examples_per_step), "train_loss": train_loss,
                   "wall_seconds": round(seconds_before + time.time() - start_time, 1), **curve_fields(found, selected_on)}
         history.append(record)
         if env.is_main:

@@ -6,7 +6,10 @@
 The model, batch, micro-batches, optimiser and precision are the config's (`--gin` overrides, as
 train_decoder.py takes them); the examples are synthetic: random items of a random catalogue, every history at the
 config's max_seq_len (MovieLens: 200 items, an 801-token encoder input; the worst case, 159 on
-average in ML-32M), so no data set or tokenizer is needed and any machine can time the real step.
+average in ML-32M), so no data set or tokenizer is needed and any machine can time the real step. With
+`train.all_positions` a batch holds windows (data/windows.py) of 2 x max_seq_len items whose last
+max_seq_len are targets: a full later window, the fewest targets a full window trains (a user's first
+window trains all but its first item); examples/s then counts those targets.
 Each step is train_decoder.train_step, the one training takes: per micro-batch forward (autocast),
 size-weighted loss (over the valid codes only with constrained_softmax) and backward, then gradient
 clipping and the optimiser. Reported per micro-batch size: seconds per
@@ -39,11 +42,18 @@ PAPER_STEPS = 400_000
 
 
 def synthetic_batch(catalogue: torch.Tensor, batch_size: int, max_seq_len: int, n_user_buckets: int,
-                    device: torch.device, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """catalogue [n_items, T] -> user_ids [B], history [B, L, T] (every position filled), target [B, T]: random items."""
+                    device: torch.device, generator: torch.Generator, all_positions: bool = False) -> dict[str, torch.Tensor]:
+    """catalogue [n_items, T] -> user_ids [B], history [B, L, T] (every position filled), target [B, T]: random items.
+    all_positions: history [B, 2L, T] windows, target [B, 2L, T] their items from position L on, -1 before."""
     items = lambda *shape: catalogue[torch.randint(0, len(catalogue), shape, generator=generator)]
-    batch = {"user_ids": torch.randint(0, 10 * n_user_buckets, (batch_size,), generator=generator),
-             "history": items(batch_size, max_seq_len), "target": items(batch_size)}
+    users = torch.randint(0, 10 * n_user_buckets, (batch_size,), generator=generator)
+    if all_positions:
+        window = items(batch_size, 2 * max_seq_len)
+        target = window.clone()
+        target[:, :max_seq_len] = -1
+        batch = {"user_ids": users, "history": window, "target": target}
+    else:
+        batch = {"user_ids": users, "history": items(batch_size, max_seq_len), "target": items(batch_size)}
     return {k: v.to(device) for k, v in batch.items()}
 
 
@@ -55,7 +65,10 @@ def time_step(bindings: dict, micro_batch_size: int | None, device: torch.device
     model = train_decoder.build_model(catalogue, CODEBOOK_SIZE, max_seq_len, bindings).to(device)
     opt = build_optimizer(model, bindings["optimizer"], bindings["learning_rate"], bindings["weight_decay"])
     autocast = runtime.precision.autocast(device, bindings["precision"])
-    batch = synthetic_batch(catalogue, bindings["batch_size"], max_seq_len, bindings["n_user_buckets"], device, generator)
+    all_positions = bindings.get("all_positions", False)
+    batch = synthetic_batch(catalogue, bindings["batch_size"], max_seq_len, bindings["n_user_buckets"], device, generator,
+                            all_positions)
+    examples = bindings["batch_size"] * (max_seq_len if all_positions else 1)  # targets a step trains
     trie = SemanticIdTrie(catalogue.to(device), CODEBOOK_SIZE) if bindings["constrained_softmax"] else None
 
     def step() -> None:  # train_decoder.py's step, the same function
@@ -79,13 +92,16 @@ def time_step(bindings: dict, micro_batch_size: int | None, device: torch.device
         step()
     flops = counter.get_total_flops()
     return {"batch_size": bindings["batch_size"], "micro_batch_size": micro_batch_size, "history": max_seq_len,
-            "seconds_per_step": seconds, "examples_per_second": bindings["batch_size"] / seconds,
+            "all_positions": all_positions, "examples_per_step": examples,
+            "seconds_per_step": seconds, "examples_per_second": examples / seconds,
             "flops_per_step": flops, "tflops_per_second": flops / seconds / 1e12, "peak_memory_gib": peak / 2**30,
             "paper_steps_hours": seconds * PAPER_STEPS / 3600}
 
 
 def markdown(config: str, device: str, rows: list[dict]) -> str:
-    lines = [f"{config} on {device}, synthetic full-length histories:", "",
+    what = ("synthetic all-positions windows of 2 x history items, the last `history` of them targets (examples = targets)"
+            if any(r.get("all_positions") for r in rows) else "synthetic full-length histories")
+    lines = [f"{config} on {device}, {what}:", "",
              "| batch | micro-batch | history | s / step | examples / s | TFLOP / step | TFLOP/s | peak memory (GiB) | 400k steps |",
              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:

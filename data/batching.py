@@ -15,6 +15,10 @@ the host in the loop, three independent pieces each switched on from train_decod
   table, as `SeqData.history_batch` does on the host), where the host path (`history_batch` +
   `sem_id_batch` + `.to`) costs more than a whole GPU step. Memory grows with the interactions,
   not examples x max_seq_len: MovieLens 32M's [M, L] history matrix would be about 50 GB.
+- `window_batch`, `ResidentWindows`: the same for all-positions training (train.all_positions,
+  data/windows.py): a batch of windows, each a run of one user's items whose every position from its
+  first target on is trained in one pass: history [B, W, T] the window's items, target [B, W, T] the
+  same items where they are trained targets, -1 elsewhere.
 - `micro_batches`: gradient accumulation. A batch's activations grow with batch x history length;
   MovieLens' 801-token encoder inputs keep about 256 MiB per example on the CPU (attention with
   dropout takes PyTorch's math path there), so the paper's batch of 256 does not fit in 24 GiB
@@ -28,6 +32,7 @@ from torch import Tensor
 
 from data.processed import SeqData
 from data.splits import gather_histories
+from data.windows import TrainingWindows, gather_windows
 
 
 def length_bucketed_batches(lengths: Tensor, batch_size: int, generator: torch.Generator,
@@ -48,19 +53,32 @@ def length_bucketed_batches(lengths: Tensor, batch_size: int, generator: torch.G
 
 def trim_history(batch: dict[str, Tensor], length: int, min_length: int = 1) -> dict[str, Tensor]:
     """Drop the history columns past max(length, min_length) (right padding only when length >= every
-    history of the batch): history [B, L, T] -> [B, length, T]. The encoder sees the same real tokens
-    at the same positions; padded ones are masked as keys and never read. For torch.compile, which
-    compiles again for new strides and for a length of 1: contiguous, and min_length=2 keeps a padded column."""
-    return {**batch, "history": batch["history"][:, :max(int(length), min_length)].contiguous()}
+    history of the batch): history [B, L, T] -> [B, length, T], and an all-positions batch's target
+    [B, L, T] with it. The encoder sees the same real tokens at the same positions; padded ones are masked
+    as keys and never read. For torch.compile, which compiles again for new strides and for a length of 1:
+    contiguous, and min_length=2 keeps a padded column."""
+    width = max(int(length), min_length)
+    trimmed = {**batch, "history": batch["history"][:, :width].contiguous()}
+    if batch["target"].dim() == 3:  # all positions: one target row per history position
+        trimmed["target"] = batch["target"][:, :width].contiguous()
+    return trimmed
 
 
 def micro_batches(batch: dict[str, Tensor], size: int | None) -> list[dict[str, Tensor]]:
-    """A batch of B examples cut along dim 0 into ceil(B / size) micro-batches of at most `size`
-    (None: [batch]). The loss of the batch is the size-weighted sum of their mean losses."""
+    """A batch of B examples (or all-positions windows) cut along dim 0 into ceil(B / size) micro-batches
+    of at most `size` (None: [batch]). The loss of the batch is the sum of their mean losses, each
+    weighted by its share of the batch's targets (`n_targets`)."""
     if size is None or size >= len(batch["target"]):
         return [batch]
     pieces = {k: v.split(size) for k, v in batch.items()}
     return [{k: v[i] for k, v in pieces.items()} for i in range(len(pieces["target"]))]
+
+
+def n_targets(batch: dict[str, Tensor]) -> int | Tensor:
+    """The targets a batch trains: one per row (target [B, T]), or in all-positions mode (target [B, W, T])
+    the positions that are not -1, counted on the batch's device (a tensor, not read back: no sync)."""
+    target = batch["target"]
+    return len(target) if target.dim() == 2 else (target[..., 0] >= 0).sum()
 
 
 def sem_id_batch(batch: dict[str, Tensor], sem_ids: Tensor) -> dict[str, Tensor]:
@@ -77,6 +95,21 @@ def data_batch(data: SeqData, index: torch.Tensor, sem_ids: torch.Tensor, device
     """Examples `index` of a split as semantic IDs, on `device`."""
     raw = {"user_id": data.user_ids[index], "history": data.history_batch(index), "target": data.targets[index]}
     return {k: v.to(device) for k, v in sem_id_batch(raw, sem_ids).items()}
+
+
+def window_sem_id_batch(user_ids: Tensor, window: Tensor, is_target: Tensor, sem_ids: Tensor) -> dict[str, Tensor]:
+    """user_ids [B], window [B, W] item ids (-1 = padding), is_target [B, W] -> user_ids, history [B, W, T]
+    the window's semantic IDs (-1 padded), target [B, W, T] the same where a position is trained, else -1."""
+    history = sem_ids[window.clamp(min=0)].masked_fill(rearrange(window < 0, "b w -> b w 1"), -1)
+    return {"user_ids": user_ids, "history": history,
+            "target": history.masked_fill(rearrange(~is_target, "b w -> b w 1"), -1)}
+
+
+def window_batch(windows: TrainingWindows, index: Tensor, sem_ids: Tensor, device: torch.device) -> dict[str, Tensor]:
+    """Windows `index` [B] of an all-positions training split as semantic IDs (window_sem_id_batch), on `device`."""
+    window, is_target = windows.items_batch(index)
+    batch = window_sem_id_batch(windows.user_ids[index], window, is_target, sem_ids)
+    return {k: v.to(device) for k, v in batch.items()}
 
 
 class ResidentExamples:
@@ -106,3 +139,26 @@ class ResidentExamples:
         history = gather_histories(self.items, rows, self.history_lengths[index], self.max_seq_len)  # [B, L]
         raw = {"user_id": self.user_ids[index].long(), "history": history.long(), "target": self.items[rows].long()}
         return sem_id_batch(raw, self.sem_ids)
+
+
+class ResidentWindows:
+    """TrainingWindows on `device`, flat as ResidentExamples: the table's item ids [N] (int32), per window [W]
+    its start, length, first target and user (int32), the semantic-ID table. A batch is gathered there."""
+
+    def __init__(self, windows: TrainingWindows, sem_ids: Tensor, device: torch.device) -> None:
+        if len(windows.items) >= 2**31:
+            raise ValueError(f"{len(windows.items):,} interactions: more than int32 row numbers can address")
+        self.items = windows.items.to(device, torch.int32)                 # [N]
+        self.starts, self.lengths, self.first_targets, self.user_ids = (
+            t.to(device, torch.int32) for t in (windows.starts, windows.lengths, windows.first_targets, windows.user_ids))
+        self.sem_ids = sem_ids.to(device)                                   # [n_items, T]
+        self.window_len = windows.window_len
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def batch(self, index: Tensor) -> dict[str, Tensor]:
+        """index [B] on `device` -> the batch `window_batch` would build, on `device`."""
+        window, is_target = gather_windows(self.items, self.starts[index], self.lengths[index],
+                                           self.first_targets[index], self.window_len)
+        return window_sem_id_batch(self.user_ids[index].long(), window.long(), is_target, self.sem_ids)

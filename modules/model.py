@@ -7,12 +7,38 @@
 
 Shapes: B users, L history items, T = tokens per semantic ID (n_codebooks + 1
 collision token), K = codebook size, S = 1 + L*T encoder tokens, D = d_model.
+
+All positions (`causal_encoder=True`, train.all_positions; not the paper's). Per example, a user with n
+training targets has the history encoded n times, once per target. Here a sequence (a window of one user's
+items, data/windows.py) is encoded ONCE and every position p of it is a target, trained in the same pass:
+
+    encoder   causal at item granularity: item i's T tokens see the user token and the tokens of items
+              i - max_history + 1 .. i (itself included), never a later item
+    decoder   target p's T tokens [BOS, c_p^0, c_p^1, c_p^2] cross-attend to the user token and the items
+              p - max_history .. p - 1 only: its own prefix, within max_history, nothing of itself or after
+
+so every item's encoding is the same for every target that reads it and can be shared. What this does not
+bound: through the encoder's layers an item's encoding carries the max_history - 1 items before it, so in a
+window longer than max_history + 1 items a target's oldest history items carry older items of the window
+(up to the window's start: windows of 2 * max_history give up to max_history - 1 more), where per example that
+context is cut. No one-pass design can avoid it: an encoding shared by several targets cannot depend on which
+of them reads it. Within a sequence of at most max_history + 1 items nothing differs. Positions are then
+relative (a learned bias per head and item distance, T5's relative position bias at item granularity)
+instead of the paper-model's recency embedding, which would give an item another input for each target.
+The same model reads a history per example too (beam search, validation): the target then follows the
+whole history. Run per example on each prefix of a sequence (within max_history), it gives every target
+exactly the loss the all-positions pass gives it (tests/modules/test_all_positions.py): one model, two ways
+to train it. Why this design and not a decoder-only model over the interleaved IDs (bench/all_positions.py):
+at toy size both one-pass designs train ~550-600 targets per CPU second against 11 per example (padded to
+200 items) and 23 (length-bucketed), within 6% of each other (bench/results/all_positions_toy.md); at that
+equal cost this one keeps the paper's encoder-decoder, and beam search, the trie and evaluation read it as
+they read the paper's model, where a decoder-only model would need its own inference.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
+from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from modules.embedding import ItemIdEmbedder, SemIdEmbedder, UserIdEmbedder
@@ -36,6 +62,7 @@ class EncoderDecoderRetrievalModel(nn.Module):
         constrained_softmax: bool = False,
         n_items: int = 0,
         item_token_dropout: float = 0.0,
+        causal_encoder: bool = False,
     ) -> None:
         super().__init__()
         # Kept so a checkpoint can rebuild the model without the gin file.
@@ -46,6 +73,8 @@ class EncoderDecoderRetrievalModel(nn.Module):
             constrained_softmax=constrained_softmax, n_items=n_items,
             item_token_dropout=item_token_dropout,
         )
+        if causal_encoder:  # recorded only when on: checkpoints written before it existed keep resuming
+            self.kwargs["causal_encoder"] = True
         # True: each position's softmax runs over the codes that extend the prefix to an existing item's ID
         # only (in training, teacher-forced along the target's own prefix; in beam search, along each beam's),
         # so the model's scores are log-probabilities over the catalogue's items and it need not spend
@@ -63,7 +92,17 @@ class EncoderDecoderRetrievalModel(nn.Module):
         # then seen through its codes alone), so the code pathway that generalises to unseen pairs keeps
         # learning instead of leaning on the memorised shortcut (DropoutNet, Volkovs et al., NeurIPS 2017).
         self.item_token_dropout = item_token_dropout
-        self.item_pos_emb = nn.Embedding(max_history, d_model)  # how recent the item a token belongs to is
+        # False: the paper's encoder, every history token sees every other, with a learned embedding of how recent
+        # the item a token belongs to is. True: all-positions training's causal encoder (module docstring), with
+        # T5's relative position bias (Raffel et al. 2020, Sec. 2.1) at item granularity: per head, a learned scalar
+        # per item distance (0 .. max_history - 1 in the encoder, 1 .. max_history from a target to its history
+        # in the cross-attention), row max_history for the user token; zero at the start.
+        self.causal_encoder = causal_encoder
+        if causal_encoder:
+            self.encoder_distance_bias = nn.Embedding(max_history + 1, n_heads)
+            self.cross_distance_bias = nn.Embedding(max_history + 1, n_heads)
+        else:
+            self.item_pos_emb = nn.Embedding(max_history, d_model)  # how recent the item a token belongs to is
         self.level_emb = nn.Embedding(n_levels, d_model)        # which of the item's T tokens it is
         self.decoder_pos_emb = nn.Embedding(n_levels, d_model)
         self.encoder = Encoder(n_encoder_layers, d_model, n_heads, d_head, ff_dim, dropout)
@@ -76,6 +115,9 @@ class EncoderDecoderRetrievalModel(nn.Module):
         nn.init.normal_(self.head, std=d_model ** -0.5)  # a linear map from d_model: fan-in scaled too
         if self.item_emb is not None:
             self.item_emb.reset_parameters()  # zeros: an item starts as its codes, as in the paper
+        if causal_encoder:  # every distance alike at the start, as T5's content-only attention
+            nn.init.zeros_(self.encoder_distance_bias.weight)
+            nn.init.zeros_(self.cross_distance_bias.weight)
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -93,25 +135,58 @@ class EncoderDecoderRetrievalModel(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def encode(self, user_ids: Tensor, history: Tensor) -> tuple[Tensor, Tensor]:
-        """user_ids [B], history [B, L, T] codes (-1 = padding item) -> memory [B, S, D], padding mask [B, S].
-        A user id of -1 means no user (a history asked about on its own, serving/): the user token is then
-        masked like padding, so the model reads the history alone rather than some hashed bucket's users."""
+        """user_ids [B], history [B, L, T] codes (oldest first, right-padded with -1) -> memory [B, S, D] and
+        the decoder's mask of it: padding [B, S] (True = padding), or with the causal encoder the cross-attention
+        bias [B, H, 1, S] of the item after the history (cross_bias). The causal encoder reads any L (a training
+        window may hold more than max_history items: each still sees max_history of them). A user id of -1 means
+        no user (a history asked about on its own, serving/): the user token is then masked like padding (the
+        causal encoder, which has no padding mask, reads a zero vector there), so the model reads the history
+        alone rather than some hashed bucket's users."""
         B, L, T = history.shape
-        if T != self.n_levels or L > self.max_history:
+        if T != self.n_levels or (L > self.max_history and not self.causal_encoder):
             raise ValueError(f"history of shape {tuple(history.shape)} does not fit a model with "
                              f"max_history={self.max_history}, n_levels={self.n_levels}")
         levels = torch.arange(T, device=history.device)
-        x = (self.sem_id_emb(self.sem_id_emb.tokens(history, levels))
-             + rearrange(self.item_pos_emb(recency_positions(history)), "b l d -> b l 1 d")
-             + self.level_emb(levels))
+        x = self.sem_id_emb(self.sem_id_emb.tokens(history, levels)) + self.level_emb(levels)
+        if not self.causal_encoder:
+            x = x + rearrange(self.item_pos_emb(recency_positions(history)), "b l d -> b l 1 d")
         if self.item_emb is not None:
             items = self.item_emb(history)  # [B, L, D]; padding items: masked below
             if self.training and self.item_token_dropout > 0:
                 items = items * (torch.rand(B, L, 1, device=items.device) >= self.item_token_dropout)
             x = x + rearrange(items, "b l d -> b l 1 d")
         x = torch.cat([rearrange(self.user_emb(user_ids), "b d -> b 1 d"), rearrange(x, "b l t d -> b (l t) d")], dim=1)
+        if self.causal_encoder:
+            # Right padding: a real token never sees a padded one (all come after it), so no padding mask.
+            x[:, 0] = x[:, 0] * rearrange(user_ids >= 0, "b -> b 1")  # no user: a zero user token
+            memory = self.encoder(self.drop(x), None, attn_bias=self.encoder_bias(L, T, history.device))
+            n_real = (history[..., 0] >= 0).sum(dim=1)  # [B]: the next item's position in the sequence
+            return memory, self.cross_bias(rearrange(n_real, "b -> b 1"), L, T)
         padding = torch.cat([rearrange(user_ids < 0, "b -> b 1"), rearrange(history < 0, "b l t -> b (l t)")], dim=1)
         return self.encoder(self.drop(x), padding), padding
+
+    def encoder_bias(self, L: int, T: int, device: torch.device) -> Tensor:
+        """The causal encoder's self-attention mask and position bias [1, H, S, S] for L items of T tokens:
+        item i's tokens see the user token and items i - max_history + 1 .. i, biased by their distance."""
+        item = memory_items(L, T, device)                               # [S]
+        distance = rearrange(item, "q -> q 1") - rearrange(item, "k -> 1 k")  # [S, S] query item - key item
+        user = rearrange(item < 0, "k -> 1 k")
+        seen = user | ((distance >= 0) & (distance < self.max_history))
+        bucket = torch.where(user, self.max_history, distance.clamp(0, self.max_history - 1))
+        bias = rearrange(self.encoder_distance_bias(bucket), "q k h -> 1 h q k").contiguous()  # GPU kernels want stride 1
+        return bias.masked_fill(~seen, float("-inf"))
+
+    def cross_bias(self, targets: Tensor, L: int, T: int) -> Tensor:
+        """targets [R, N] the sequence position of each target (its history: the items before it) -> the
+        cross-attention mask and position bias [R, H, N, S] over a memory of L items: target p sees the user
+        token and items p - max_history .. p - 1, biased by their distance p - j."""
+        item = memory_items(L, T, targets.device)                       # [S]
+        distance = rearrange(targets, "r n -> r n 1") - item            # [R, N, S]
+        user = item < 0
+        seen = user | ((distance >= 1) & (distance <= self.max_history))
+        bucket = torch.where(user, self.max_history, (distance - 1).clamp(0, self.max_history - 1))
+        bias = rearrange(self.cross_distance_bias(bucket), "r n s h -> r h n s").contiguous()
+        return bias.masked_fill(rearrange(~seen, "r n s -> r 1 n s"), float("-inf"))
 
     def decoder_input(self, target: Tensor) -> Tensor:
         """target [B, T] codes -> decoder input tokens [B, T] = [BOS, c^0, ..., c^{T-2}] (teacher forcing)."""
@@ -123,34 +198,58 @@ class EncoderDecoderRetrievalModel(nn.Module):
         """tokens [B, N] at decoder positions start..start+N-1 -> logits [B, N, K] over each position's level.
 
         With `cache` (from `new_cache()`), pass one new token per call; `memory` may then be
-        None after the first call (the cross-attention keys/values are cached)."""
+        None after the first call (the cross-attention keys/values are cached). `padding` is encode()'s mask of
+        the memory: padding [B, S], or with the causal encoder the cross-attention bias [B|1, H, N|1, S]
+        (with more query rows than memory rows, as beams or all-positions targets: MultiHeadAttention)."""
         N = tokens.shape[1]
         positions = torch.arange(start, start + N, device=tokens.device)
         x = self.sem_id_emb(tokens) + self.decoder_pos_emb(positions)
-        h = self.decoder(self.drop(x), memory, padding, cache)
+        padding, bias = (None, padding) if self.causal_encoder else (padding, None)  # encode()'s mask, either kind
+        h = self.decoder(self.drop(x), memory, padding, cache, memory_bias=bias)
         return torch.einsum("bnd,nkd->bnk", h, self.head[start:start + N])
 
     def new_cache(self) -> list[dict]:
         return [{} for _ in self.decoder.layers]
 
     def forward(self, user_ids: Tensor, history: Tensor, target: Tensor) -> Tensor:
-        """Teacher-forced logits [B, T, K] of the target semantic IDs target [B, T]."""
-        memory, padding = self.encode(user_ids, history)
-        return self.decode(self.decoder_input(target), memory, padding)
+        """Teacher-forced logits [B, T, K] of the target semantic IDs target [B, T] (the item after each history).
+        All positions (causal encoder): history [B, W, T] a sequence, target [B, W, T] the same items where
+        position p is a trained target, -1 elsewhere -> logits [B, W, T, K], target p seen from items < p."""
+        memory, mask = self.encode(user_ids, history)
+        if target.dim() == 2:
+            return self.decode(self.decoder_input(target), memory, mask)
+        if not self.causal_encoder:
+            raise ValueError("all-positions targets [B, W, T] need a model with causal_encoder=True")
+        B, W, T = target.shape
+        # Every position's target reads the one memory, as beam search's beams do (MultiHeadAttention), each
+        # through its own prefix: the cross-attention mask of target p, repeated for its T decoder tokens.
+        bias = repeat(self.cross_bias(rearrange(torch.arange(W, device=target.device), "w -> 1 w"), W, T),
+                      "1 h w s -> 1 h (w t) s", t=T)                   # [1, H, W*T, S]
+        tokens = self.decoder_input(rearrange(target, "b w t -> (b w) t"))  # -1 (not a target): padding tokens
+        logits = self.decode(tokens, memory, bias)                       # [B*W, T, K]
+        return rearrange(logits, "(b w) t k -> b w t k", w=W)
 
     def level_nll(self, logits: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
-        """logits [B, T, K], target [B, T] -> [B, T] cross-entropy of each target token. valid [B, T, K]
+        """logits [B, T, K], target [B, T] -> [B, T] cross-entropy of each target token (all positions: logits
+        [B, W, T, K], target [B, W, T] -> [B, W, T], 0 where the target is -1). valid [..., T, K]
         (SemanticIdTrie.path_masks of the targets) is required when constrained_softmax is on."""
         logits = logits.float()
         if self.constrained_softmax:
             if valid is None:
                 raise ValueError("a model with constrained_softmax needs the targets' valid-code masks (trie.path_masks)")
-            logits = logits.masked_fill(~valid, float("-inf"))
-        return F.cross_entropy(rearrange(logits, "b t k -> b k t"), target, reduction="none")
+            logits = logits.masked_fill(~(valid | (target < 0)[..., None]), float("-inf"))  # not a target: no -inf row
+        return F.cross_entropy(rearrange(logits, "b ... k -> b k ..."), target, ignore_index=-1, reduction="none")
 
     def loss(self, logits: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
-        """Mean cross-entropy over the B*T target tokens (Sec. 3.2: next-token prediction of the ID)."""
-        return self.level_nll(logits, target, valid).mean()
+        """Mean cross-entropy over the target tokens (Sec. 3.2: next-token prediction of the ID): the B*T of
+        [B, T] targets, or in all-positions mode those of the trained positions (each target's T tokens)."""
+        nll = self.level_nll(logits, target, valid)
+        return nll.mean() if target.dim() == 2 else nll.sum() / (target >= 0).sum()
+
+
+def memory_items(L: int, T: int, device: torch.device) -> Tensor:
+    """[S = 1 + L*T]: the history item each encoder token belongs to, -1 for the user token, then 0 .. L-1 T times each."""
+    return torch.cat([torch.full((1,), -1, device=device), torch.arange(L, device=device).repeat_interleave(T)])
 
 
 def recency_positions(history: Tensor) -> Tensor:

@@ -84,14 +84,16 @@ class SemanticIdTrie:
         return torch.einsum("bwe,bek->bwk", hits.float(), codes.float()) > 0
 
     def path_masks(self, ids: Tensor) -> Tensor:
-        """ids [M, T] full semantic IDs of existing items -> bool [M, T, K]: at each depth, the codes that
-        extend the ID's own prefix to a valid one (teacher forcing's view of the constrained search)."""
-        nodes = torch.zeros(ids.shape[0], dtype=torch.long, device=ids.device)
+        """ids [..., T] full semantic IDs of existing items -> bool [..., T, K]: at each depth, the codes that
+        extend the ID's own prefix to a valid one (teacher forcing's view of the constrained search).
+        A row of -1 (all-positions training: not a target) gets no allowed code."""
+        flat = ids.reshape(-1, self.depth)  # [M, T]
+        nodes = torch.zeros(flat.shape[0], dtype=torch.long, device=ids.device)
         masks = []
         for d in range(self.depth):
             masks.append(self.allowed(d, nodes))
-            nodes = self.next_nodes(d, nodes, ids[:, d])
-        return torch.stack(masks, dim=1)
+            nodes = self.next_nodes(d, nodes, flat[:, d])
+        return torch.stack(masks, dim=1).view(*ids.shape, self.codebook_size)
 
     def lookup(self, ids: Tensor) -> Tensor:
         """ids [M, T] full semantic IDs -> item ids [M], -1 for an ID that no item has."""

@@ -38,3 +38,11 @@ def test_item_tokens_are_timed_with_their_table(capsys):
     # decoder_amazon_cpu.gin trains with item tokens: the bench indexes the table on its synthetic catalogue.
     rows = decoder_step.main(["configs/decoder_amazon_cpu.gin", "--device", "cpu", "--steps", "1", *TOY])
     assert rows[0]["seconds_per_step"] > 0
+
+
+def test_all_positions_configs_time_windows_and_count_their_targets(capsys):
+    rows = decoder_step.main(["configs/decoder_ml32m_allpos.gin", "--device", "cpu", "--steps", "1",
+                              "--micro-batch", "none,3", *TOY])
+    assert all(r["all_positions"] and r["examples_per_step"] == 8 * 6 for r in rows)  # 8 windows of 12 items, 6 targets each
+    assert rows[1]["flops_per_step"] == pytest.approx(rows[0]["flops_per_step"], rel=1e-9)
+    assert "all-positions windows" in capsys.readouterr().out

@@ -95,13 +95,15 @@ def test_rqvae_two_processes_match_one(tmp_path, capsys):
         assert two[k] == pytest.approx(one[k], rel=1e-5), k
 
 
-def test_decoder_two_processes_match_one(tmp_path, capsys):
+@pytest.mark.parametrize("all_positions", [False, True], ids=["per_example", "all_positions"])
+def test_decoder_two_processes_match_one(tmp_path, capsys, all_positions):
     write_amazon_raw(tmp_path / "amazon", n_users=30, n_items=N_ITEMS)
     codes = torch.randint(0, 4, (N_ITEMS, 3), generator=torch.Generator().manual_seed(0))
     SemanticIdTokenizer.from_codes(codes, codebook_size=8).save(tmp_path / "rqvae" / "amazon-beauty" / "semantic_ids.pt")
-    extra = ["--gin", "train.dropout=0.0", "--gin", "train.eval_every=5"]  # no per-rank noise
+    extra = ["--gin", "train.dropout=0.0", "--gin", "train.eval_every=5",  # no per-rank noise
+             "--gin", f"train.all_positions={all_positions}"]  # windows: each rank's loss weighed by its share of targets
     one = train_decoder.main(tiny_run_args(tmp_path, 10, extra))
-    # each rank's 8 examples in micro-batches of 3, 3 and 2: gradients synchronised once per step
+    # each rank's 8 examples (or windows) in micro-batches of 3, 3 and 2: gradients synchronised once per step
     two_dir = ["--gin", f'train.save_dir="{tmp_path / "two"}"', "--gin", "train.micro_batch_size=3"]
     done = torchrun("train_decoder.py", tiny_run_args(tmp_path, 10, extra + two_dir))
     two = result_line(done)

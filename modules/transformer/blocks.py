@@ -23,8 +23,8 @@ class EncoderBlock(nn.Module):
         self.ff = FeedForward(d_model, ff_dim, dropout)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, key_padding_mask: Tensor | None) -> Tensor:
-        x = x + self.drop(self.attn(self.norm_attn(x), key_padding_mask=key_padding_mask))
+    def forward(self, x: Tensor, key_padding_mask: Tensor | None, attn_bias: Tensor | None = None) -> Tensor:
+        x = x + self.drop(self.attn(self.norm_attn(x), key_padding_mask=key_padding_mask, attn_bias=attn_bias))
         return x + self.drop(self.ff(self.norm_ff(x)))
 
 
@@ -37,12 +37,14 @@ class DecoderBlock(nn.Module):
         self.ff = FeedForward(d_model, ff_dim, dropout)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, memory: Tensor | None, memory_padding_mask: Tensor | None, cache: dict | None = None) -> Tensor:
+    def forward(self, x: Tensor, memory: Tensor | None, memory_padding_mask: Tensor | None, cache: dict | None = None,
+                memory_bias: Tensor | None = None) -> Tensor:
         self_cache = cross_cache = None
         if cache is not None:
             self_cache, cross_cache = cache.setdefault("self", {}), cache.setdefault("cross", {})
         x = x + self.drop(self.self_attn(self.norm_self(x), causal=True, cache=self_cache))
-        x = x + self.drop(self.cross_attn(self.norm_cross(x), context=memory, key_padding_mask=memory_padding_mask, cache=cross_cache))
+        x = x + self.drop(self.cross_attn(self.norm_cross(x), context=memory, key_padding_mask=memory_padding_mask,
+                                          cache=cross_cache, attn_bias=memory_bias))
         return x + self.drop(self.ff(self.norm_ff(x)))
 
 
@@ -52,9 +54,10 @@ class Encoder(nn.Module):
         self.layers = nn.ModuleList(EncoderBlock(d_model, n_heads, d_head, ff_dim, dropout) for _ in range(n_layers))
         self.norm = nn.LayerNorm(d_model)
 
-    def forward(self, x: Tensor, key_padding_mask: Tensor | None) -> Tensor:  # [B, S, D] -> [B, S, D]
+    def forward(self, x: Tensor, key_padding_mask: Tensor | None, attn_bias: Tensor | None = None) -> Tensor:
+        """x [B, S, D] -> [B, S, D]; attn_bias [B|1, H, S, S] (additive, -inf = never attended), shared by the layers."""
         for layer in self.layers:
-            x = layer(x, key_padding_mask)
+            x = layer(x, key_padding_mask, attn_bias)
         return self.norm(x)
 
 
@@ -64,8 +67,10 @@ class Decoder(nn.Module):
         self.layers = nn.ModuleList(DecoderBlock(d_model, n_heads, d_head, ff_dim, dropout) for _ in range(n_layers))
         self.norm = nn.LayerNorm(d_model)
 
-    def forward(self, x: Tensor, memory: Tensor | None, memory_padding_mask: Tensor | None, cache: list[dict] | None = None) -> Tensor:
-        """x [B, N, D]: the whole target prefix, or with `cache` (one dict per layer) only the new token."""
+    def forward(self, x: Tensor, memory: Tensor | None, memory_padding_mask: Tensor | None, cache: list[dict] | None = None,
+                memory_bias: Tensor | None = None) -> Tensor:
+        """x [B, N, D]: the whole target prefix, or with `cache` (one dict per layer) only the new token.
+        memory_bias: the cross-attention's additive mask, shared by the layers (MultiHeadAttention's attn_bias)."""
         for i, layer in enumerate(self.layers):
-            x = layer(x, memory, memory_padding_mask, None if cache is None else cache[i])
+            x = layer(x, memory, memory_padding_mask, None if cache is None else cache[i], memory_bias)
         return self.norm(x)
