@@ -38,24 +38,33 @@ _HELD: dict[Path, TextIO] = {}
 def claim_run_folder(out_dir: Path, binding: str = "save_dir") -> None:
     """Create `out_dir` if needed and hold an exclusive lock on <out_dir>/.lock until the run ends: a second
     run started into the same folder is refused with one line naming the first, and a folder that cannot be
-    written fails here, before any training. An flock: a run killed with SIGKILL leaves no stale lock."""
+    written fails here, before any training. An flock: a run killed with SIGKILL leaves no stale lock (only
+    an unlocked file). A finished run removes the file, so a run folder ends as it would without it."""
     out_dir = Path(out_dir)
     if out_dir in _HELD:
         return
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        lock = open(out_dir / ".lock", "a+")
-    except OSError as e:
-        raise ConfigError(f"cannot write the run folder {out_dir} ({e.strerror or e}): choose another "
-                          f"train.{binding}", binding=binding) from e
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.seek(0)
-        holder = lock.read().strip() or "a process"
+    path = out_dir / ".lock"
+    while True:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            lock = open(path, "a+")
+        except OSError as e:
+            raise ConfigError(f"cannot write the run folder {out_dir} ({e.strerror or e}): choose another "
+                              f"train.{binding}", binding=binding) from e
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "a process"
+            lock.close()
+            raise CheckpointError(f"{out_dir} is being written by another run ({holder}): let it finish, stop "
+                                  f"it, or choose another train.{binding}") from None
+        try:  # the file we locked is still the one at `path` (a finishing run removes its file): else again
+            if os.stat(path).st_ino == os.fstat(lock.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
         lock.close()
-        raise CheckpointError(f"{out_dir} is being written by another run ({holder}): let it finish, stop it, "
-                              f"or choose another train.{binding}") from None
     lock.seek(0)
     lock.truncate()
     lock.write(f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
@@ -64,8 +73,10 @@ def claim_run_folder(out_dir: Path, binding: str = "save_dir") -> None:
 
 
 def release_run_folders() -> None:
-    """Release every run folder this process claimed (the lock file stays, unlocked)."""
+    """Release every run folder this process claimed, removing its lock file (before unlocking: a run that
+    opened the old file meanwhile sees it is gone and takes a new one)."""
     while _HELD:
-        _, lock = _HELD.popitem()
+        out_dir, lock = _HELD.popitem()
+        (out_dir / ".lock").unlink(missing_ok=True)
         fcntl.flock(lock, fcntl.LOCK_UN)
         lock.close()
