@@ -141,7 +141,8 @@ def evaluate(argv: list[str]) -> dict:
     def user_record(row: int, items: list[int], scores: list[float]) -> dict:
         entry = lambda i, s=None: {"item_id": int(i), "title": titles[i], **({} if s is None else {"score": round(float(s), 4)})}
         history = data.history_batch(torch.tensor([row]))[0]
-        return {"user_id": int(data.user_ids[row]), "history": [entry(i) for i in history[history >= 0].tolist()],
+        return {"user_id": int(data.user_ids[row]), "protocol": protocol_name(cfg["eval_exclude_history"]),
+                "history": [entry(i) for i in history[history >= 0].tolist()],
                 "target": entry(int(data.targets[row])),
                 "recommendations": [entry(i, s) for i, s in zip(items, scores) if i >= 0]}
 

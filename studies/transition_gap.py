@@ -7,7 +7,8 @@ each user's (last history item -> held-out item) pair.
 
 One markdown row per bucket and top-k file: users, their share, and NDCG@10 / Recall@10 of the model
 (read from evaluate.py's --write-topk file) and of the transition baseline (recomputed here exactly as
-evaluate.py does, history skipped unless --keep-history). The buckets: the pair was a training example
+evaluate.py does, under the ranking protocol the file names; older files: history skipped unless
+--keep-history). The buckets: the pair was a training example
 at least twice, once, never (but the last item has training successors), or the last item never ends a
 training history. The transition baseline can only win where the pair was seen; the rows say how much
 of the model's gap to it sits there.
@@ -42,19 +43,21 @@ def pair_buckets(train_last: Tensor, train_targets: Tensor, last: Tensor, target
             "last item never ends a training history": ~has_successors}
 
 
-def read_topk(path: str | Path, targets: Tensor) -> Tensor:
-    """evaluate.py --write-topk JSON lines (one per user, the split's order) -> item ids [N, TOP_K] (-1 pads)."""
-    rows = []
+def read_topk(path: str | Path, targets: Tensor) -> tuple[Tensor, str | None]:
+    """evaluate.py --write-topk JSON lines (one per user, the split's order) -> (item ids [N, TOP_K] (-1 pads),
+    the ranking protocol the lists were made under, None for files from before evaluate.py named it)."""
+    rows, protocol = [], None
     with open(path) as f:
         for line_number, line in enumerate(f, 1):
             record = json.loads(line)
             items = [r["item_id"] for r in record["recommendations"]][:TOP_K]
+            protocol = record.get("protocol", protocol)
             if line_number > len(targets) or record["target"]["item_id"] != int(targets[line_number - 1]):
                 raise SystemExit(f"{path}:{line_number}: not the --eval-split's user order (another split or data set?)")
             rows.append(items + [-1] * (TOP_K - len(items)))
     if len(rows) != len(targets):
         raise SystemExit(f"{path}: {len(rows)} users, the split has {len(targets)}")
-    return torch.tensor(rows)
+    return torch.tensor(rows), protocol
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -66,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", default="beauty")
     parser.add_argument("--max-seq-len", type=int, default=20, help="train.max_seq_len of the evaluated run")
     parser.add_argument("--eval-split", choices=("valid", "test"), default="valid")
-    parser.add_argument("--keep-history", action="store_true", help="the run bound train.eval_exclude_history=False")
+    parser.add_argument("--keep-history", action="store_true",
+                        help="for top-K files that do not name their protocol: the run bound train.eval_exclude_history=False")
     parser.add_argument("--label", action="append", help="one per file, in order (default: the file name)")
     args = parser.parse_args(argv)
     labels = args.label or [Path(p).stem for p in args.topk_files]
@@ -76,17 +80,18 @@ def main(argv: list[str] | None = None) -> None:
     data_args = (args.root, args.dataset, args.split)
     train = SeqData(*data_args, "train", args.max_seq_len, args.cache_dir)
     data = SeqData(*data_args, args.eval_split, args.max_seq_len, args.cache_dir)
-    transition = baseline_topk(train, data, TOP_K, exclude_history=not args.keep_history)["transition"]
+    transition = {skip: baseline_topk(train, data, TOP_K, exclude_history=skip)["transition"] for skip in (False, True)}
     buckets = pair_buckets(train.last_items, train.targets, data.last_items, data.targets, train.n_items)
     print(f"| model | bucket ({args.eval_split}) | users | share | NDCG@10 | transition NDCG@10 | Recall@10 | "
           "transition Recall@10 |\n|---|---|---:|---:|---:|---:|---:|---:|")
     for label, path in zip(labels, args.topk_files):
-        ranked = read_topk(path, data.targets)
+        ranked, protocol = read_topk(path, data.targets)
+        skip = protocol == "history_skipped" if protocol is not None else not args.keep_history  # the floor ranks alike
         for name, mask in [*buckets.items(), ("all", torch.ones(len(data), dtype=torch.bool))]:
             if not mask.any():
                 continue
             model = retrieval_metrics(ranked[mask], data.targets[mask])
-            floor = retrieval_metrics(transition[mask], data.targets[mask])
+            floor = retrieval_metrics(transition[skip][mask], data.targets[mask])
             print(f"| {label} | {name} | {int(mask.sum()):,} | {mask.float().mean():.1%} | {model['ndcg@10']:.4f} | "
                   f"{floor['ndcg@10']:.4f} | {model['recall@10']:.4f} | {floor['recall@10']:.4f} |")
 

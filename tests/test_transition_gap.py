@@ -38,3 +38,4 @@ def test_table_adds_up_to_what_evaluate_reports(stage1, capsys, tmp_path):
 
     with pytest.raises(SystemExit, match="topk.jsonl:1: not the --eval-split's user order"):
         read_topk(topk_file, torch.full((30,), -5))
+
