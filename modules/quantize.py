@@ -13,6 +13,8 @@ encoder learns anyway:
 Options: SimVQ (Zhu et al. 2024, "Addressing Representation Collapse in Vector
 Quantized Models with One Linear Layer"): codes = frozen base codebook @ a learnt
 linear map, so every code moves even when it is never picked; and L2-normalised codes.
+These modes describe one level. RqVae stacks levels and gives its decoder one straight-through
+(or one rotation) over the whole stack, not one per level: see RqVae.quantize.
 
 Losses follow TIGER (Rajput et al. 2023, Sec. 3.1):
     codebook loss   ||sg[r] - e||^2     moves the code towards the residual
@@ -64,7 +66,7 @@ def rotate_onto(x: Tensor, code: Tensor, eps: float = 1e-8) -> Tensor:
 
 
 class QuantizeOutput(NamedTuple):
-    out: Tensor  # [B, D] what the decoder sees: value = code, gradient per forward mode
+    out: Tensor  # [B, D] a one-level quantiser's decoder input: value = code, gradient per forward mode
     codes: Tensor  # [B, D] the chosen code vectors (gradient only to the codebook)
     ids: Tensor  # [B] int64
     codebook_loss: Tensor  # scalar

@@ -6,6 +6,7 @@ r_{l+1} = r_l - e_{c_l}); the MLP decoder reconstructs x from sum_l e_{c_l}.
 The tuple (c_0, ..., c_{L-1}) is the item's semantic ID.
 
     loss = ||x - x_hat||^2 + sum_l ( ||sg[r_l] - e_{c_l}||^2 + beta ||r_l - sg[e_{c_l}]||^2 )
+    z_q  = z + sg[sum_l e_{c_l} - z]     the decoder input: d z_q / d z = I (see RqVae.quantize)
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from modules.kmeans import kmeans
-from modules.quantize import Quantize
+from modules.quantize import Quantize, rotate_onto
 from ops import residual_quantize
 
 
@@ -76,30 +77,55 @@ class RqVae(nn.Module):
         self.codebooks_initialized.fill_(True)
 
     def quantize(self, z: Tensor, temperature: float = 1.0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """z [B, D] -> (z_q [B, D] decoder input, ids [B, L], residuals [B, L, D], quantisation loss)."""
+        """z [B, D] -> (z_q [B, D] decoder input, ids [B, L], residuals [B, L, D], quantisation loss).
+
+        z_q's value is sum_l e_l. How the reconstruction loss reaches the encoder, per forward mode:
+          "ste"       one straight-through over the whole stack, z_q = z + sg[sum_l e_l - z], so
+                      d z_q / d z = I (Lee et al. 2022, "Autoregressive Image Generation using Residual
+                      Quantization", Sec. 3.1; their code: quants_trunc = x + (quants_trunc - x).detach()).
+                      A straight-through per level, sum_l r_l + sg[e_l - r_l], would pass L * I back,
+                      since every residual r_l = z - sum_{j<l} sg[e_j] has d r_l / d z = I.
+          "rotation"  the same one step with the rotation trick in place of the identity (Fifty et al.
+                      2024, Sec. 4.2): z rotated and rescaled onto z_q, d z_q / d z = (|z_q|/|z|) R.
+                      The paper treats a single quantiser; rotating each level's residual onto its code
+                      would sum L such maps, each scaled by |e_l|/|r_l|, which blows up as a deep
+                      residual nears zero.
+          "gumbel"    does not apply: there is no copy of z to collapse. Each level's sample one_hot_l @ C_l
+                      takes the gradient of softmax((-||r_l - e||^2 + g) / t) (Jang et al. 2017), which
+                      reaches z only through that level's logits; z_q is the sum of the L samples.
+        Eval mode returns the nearest codes in every mode. The losses are TIGER's (Sec. 3.1), per level.
+        """
         if all(q.is_plain for q in self.levels):
             # Plain STE everywhere: one fused call over all levels, same numbers as the loop below.
             codebooks = torch.stack([q.codebook for q in self.levels])  # [L, K, D]
             ids, codes = residual_quantize(z, codebooks)  # [B, L], [B, L, D]
             codes = codes.to(z.dtype)
-            # r_l = z - sum_{j<l} sg[e_j]: the residual keeps its gradient to the encoder.
+            # r_l = z - sum_{j<l} sg[e_j]: the residual keeps its gradient to the encoder (commitment loss).
             previous = torch.cumsum(codes.detach(), dim=1) - codes.detach()
             residuals = rearrange(z, "b d -> b 1 d") - previous  # [B, L, D]
-            out = residuals + (codes - residuals).detach()  # straight-through per level
             codebook_loss = (residuals.detach() - codes).pow(2).sum(-1).mean(0)  # [L]
             commitment_loss = (residuals - codes.detach()).pow(2).sum(-1).mean(0)  # [L]
             loss = (codebook_loss + self.commitment_weight * commitment_loss).sum()
-            return out.sum(1), ids, residuals.detach(), loss
+            z_q = z + (codes.sum(1) - z).detach()  # straight-through once, not per level
+            return z_q, ids, residuals.detach(), loss
 
-        residual, z_q, loss = z, torch.zeros_like(z), z.new_zeros(())
+        residual, codes_sum, relaxed_sum, loss = z, torch.zeros_like(z), torch.zeros_like(z), z.new_zeros(())
         ids, residuals = [], []
         for quantize in self.levels:
             q = quantize(residual, temperature)
             residuals.append(residual.detach())
             ids.append(q.ids)
-            z_q = z_q + q.out
+            codes_sum = codes_sum + q.codes
+            relaxed_sum = relaxed_sum + q.out  # what Gumbel's decoder sees
             loss = loss + q.codebook_loss + self.commitment_weight * q.commitment_loss
             residual = residual - q.codes.detach()
+        mode = self.levels[0].forward_mode
+        if self.training and mode == "gumbel":
+            z_q = relaxed_sum
+        elif self.training and mode == "rotation":
+            z_q = rotate_onto(z, codes_sum)
+        else:
+            z_q = z + (codes_sum - z).detach()
         return z_q, torch.stack(ids, 1), torch.stack(residuals, 1), loss
 
     def forward(self, x: Tensor, temperature: float = 1.0) -> RqVaeOutput:

@@ -123,3 +123,80 @@ def test_tiny_model_overfits_a_small_batch():
         opt.step()
         first = first if first is not None else out.reconstruction_loss.item()
     assert out.reconstruction_loss.item() < 0.3 * first
+
+
+# ---- the decoder input's gradient to the encoder output (issue 35, item 2)
+
+def _jacobian_per_row(model, z):
+    """d z_q / d z of RqVae.quantize for every row of z [B, D] -> [B, D, D] (rows never mix)."""
+    jacobian = torch.autograd.functional.jacobian(lambda z: model.quantize(z)[0], z)  # [B, D, B, D]
+    return torch.einsum("bibj->bij", jacobian)
+
+
+STE_PATHS = [dict(), dict(sim_vq=True), dict(normalize_codes=True)]  # fused, then the per-level loop twice
+
+
+@pytest.mark.parametrize("kwargs", STE_PATHS, ids=["fused", "loop-simvq", "loop-normalized"])
+def test_straight_through_is_the_identity_over_all_levels(kwargs):
+    # RQ-VAE (Lee et al. 2022): z_q = z + sg[sum_l e_l - z], so d z_q / d z = I, not L * I.
+    model = _model(forward_mode="ste", **kwargs).train()
+    x = torch.randn(40, 24)
+    model.init_codebooks(x)
+    z = model.encoder(x[:8]).detach()
+    assert torch.allclose(_jacobian_per_row(model, z), torch.eye(6).expand(8, 6, 6), atol=1e-6)
+    # The value is still the sum of the chosen codes.
+    z_q, ids, _, _ = model.quantize(z)
+    codes = sum(level.effective_codebook()[ids[:, l]] for l, level in enumerate(model.levels))
+    assert torch.allclose(z_q, codes, atol=1e-6)
+
+
+def test_straight_through_identity_also_by_backward_of_a_random_cotangent(monkeypatch):
+    x = torch.randn(40, 24)
+    for force_loop in (False, True):
+        model = _model().train()
+        model.init_codebooks(x)
+        if force_loop:
+            monkeypatch.setattr(Quantize, "is_plain", property(lambda self: False))
+        z = model.encoder(x).detach().requires_grad_()
+        g = torch.randn_like(z)
+        (model.quantize(z)[0] * g).sum().backward()
+        assert torch.allclose(z.grad, g, atol=1e-6), f"force_loop={force_loop}"
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_rotation_trick_rotates_the_encoder_output_onto_the_sum_of_codes_once(normalize):
+    # One rotation z -> z_q with scale |z_q|/|z| (Fifty et al. 2024 applied to the whole RQ output):
+    # J = s R with R orthogonal and J z = z_q; per-level rotations summed would give neither.
+    model = _model(forward_mode="rotation", normalize_codes=normalize).train()
+    x = torch.randn(40, 24)
+    model.init_codebooks(x)
+    z = model.encoder(x[:8]).detach()
+    jac = _jacobian_per_row(model, z)  # [B, D, D]
+    z_q = model.quantize(z)[0].detach()
+    scale = z_q.norm(dim=-1) / z.norm(dim=-1)  # [B]
+    gram = jac @ jac.transpose(1, 2)
+    assert torch.allclose(gram, scale[:, None, None] ** 2 * torch.eye(6), atol=1e-4)
+    assert torch.allclose(torch.einsum("bij,bj->bi", jac, z), z_q, atol=1e-4)
+
+
+@pytest.mark.parametrize("force_loop", [False, True], ids=["fused", "loop"])
+def test_codebook_and_commitment_gradients_are_the_papers(force_loop, monkeypatch):
+    # TIGER Sec. 3.1, per level l with r_l = z - sum_{j<l} sg[e_j], averaged over the batch:
+    #   d/dz    beta ||r_l - sg[e_l]||^2  = 2 beta (r_l - e_l) / B   (every level reaches z)
+    #   d/de_k  ||sg[r_l] - e_k||^2       = 2 sum_{b: c_lb = k} (e_k - r_lb) / B
+    model = _model(forward_mode="ste", commitment_weight=0.25).train()
+    x = torch.randn(40, 24)
+    model.init_codebooks(x)
+    if force_loop:
+        monkeypatch.setattr(Quantize, "is_plain", property(lambda self: False))
+    z = model.encoder(x).detach().requires_grad_()
+    _, ids, residuals, loss = model.quantize(z)
+    codebooks = [level.codebook for level in model.levels]
+    grads = torch.autograd.grad(loss, [z, *codebooks])
+    B = len(z)
+    expected_z = sum(2 * 0.25 * (residuals[:, l] - codebooks[l].detach()[ids[:, l]]) / B for l in range(3))
+    assert torch.allclose(grads[0], expected_z, atol=1e-6)
+    for l in range(3):
+        diff = codebooks[l].detach()[ids[:, l]] - residuals[:, l]  # [B, D]
+        expected = torch.zeros_like(codebooks[l]).index_add_(0, ids[:, l], 2 * diff / B)
+        assert torch.allclose(grads[1 + l], expected, atol=1e-6), l
