@@ -36,7 +36,7 @@ from runtime.gin_cli import check_choice, check_non_negative, check_positive, ru
 from runtime.wandb_run import start_wandb_run
 from runtime.loss_watch import FirstNonFiniteStep
 from runtime.progress import tqdm  # tqdm that says at the start when the run is estimated to take long
-from modules.quantize import FORWARD_MODES, annealed_temperature
+from modules.quantize import FORWARD_MODES
 from modules.rqvae import RqVae
 from runtime import preemption
 from runtime.run_folder import claim_run_folder, run_dir, tokenizer_path
@@ -46,6 +46,10 @@ from modules.tokenizer import SemanticIdTokenizer, collision_stats
 RESUMABLE_CHANGES = ("iterations", "resume", "force_resume", "eval_every", "checkpoint_every", "use_wandb",
                      "wandb_project", "device", "num_threads",
                      "save_dir")  # a run folder moved elsewhere continues where it stopped
+# Bindings older runs recorded that this version no longer has, with the value that did what the code now does:
+# SimVQ, unit-norm codes and an annealed Gumbel temperature, which no config or result used.
+RETIRED_BINDINGS = {"sim_vq": "False", "normalize_codes": "False", "gumbel_temperature_start": "1.0",
+                    "gumbel_temperature_end": "1.0", "gumbel_anneal_steps": "0"}
 
 
 @torch.no_grad()
@@ -90,11 +94,6 @@ def train(
     n_layers: int = 3,
     commitment_weight: float = 0.25,
     forward_mode: str = "ste",
-    sim_vq: bool = False,
-    normalize_codes: bool = False,
-    gumbel_temperature_start: float = 1.0,
-    gumbel_temperature_end: float = 1.0,
-    gumbel_anneal_steps: int = 0,
     kmeans_iters: int = 20,
     dead_code_restart: bool = True,
     dead_code_window: int = 20,
@@ -118,10 +117,9 @@ def train(
     check_positive(hidden_dims=hidden_dims, latent_dim=latent_dim, codebook_size=codebook_size, n_layers=n_layers,
                    kmeans_iters=kmeans_iters, dead_code_window=dead_code_window, learning_rate=learning_rate,
                    batch_size=batch_size, iterations=iterations, eval_every=eval_every, checkpoint_every=checkpoint_every,
-                   gumbel_temperature_start=gumbel_temperature_start, gumbel_temperature_end=gumbel_temperature_end,
                    num_threads=num_threads)
     check_non_negative(collaborative_dim=collaborative_dim, collaborative_weight=collaborative_weight,
-                       commitment_weight=commitment_weight, weight_decay=weight_decay, gumbel_anneal_steps=gumbel_anneal_steps)
+                       commitment_weight=commitment_weight, weight_decay=weight_decay)
     if not 0 <= held_out_fraction < 1:
         raise ConfigError(f"train.held_out_fraction = {held_out_fraction!r}: must be in [0, 1)", binding="held_out_fraction")
     check_choice(optimizer=(optimizer, tuple(OPTIMIZERS)), forward_mode=(forward_mode, FORWARD_MODES))
@@ -138,7 +136,7 @@ def train(
     if resume and checkpoint_path.exists():  # checked before the data: a refused resume embeds nothing
         state = load_checkpoint(checkpoint_path, map_location=device)
         check_resume_config(state["manifest"], bindings, path=checkpoint_path, force=force_resume,
-                            ignore=RESUMABLE_CHANGES, defaults=gin_defaults(train))
+                            ignore=RESUMABLE_CHANGES, defaults=gin_defaults(train), retired=RETIRED_BINDINGS)
 
     # ---- data: item content embeddings (+ collaborative vectors when bound); a held-out slice only for
     # the reconstruction loss
@@ -158,7 +156,7 @@ def train(
     # ---- model and optimiser
     model_kwargs = dict(input_dim=catalogue.feature_dim, hidden_dims=list(hidden_dims), latent_dim=latent_dim,
                         codebook_size=codebook_size, n_layers=n_layers, commitment_weight=commitment_weight,
-                        forward_mode=forward_mode, sim_vq=sim_vq, normalize_codes=normalize_codes)
+                        forward_mode=forward_mode)
     model = RqVae(**model_kwargs).to(device)
     opt = OPTIMIZERS[optimizer]([p for p in model.parameters() if p.requires_grad], lr=learning_rate, weight_decay=weight_decay)
     counts = torch.zeros(n_layers, codebook_size, dtype=torch.long, device=device)  # this rank's code picks since last restart
@@ -214,8 +212,7 @@ def train(
         if not model.codebooks_initialized:
             model.init_codebooks(global_batch, kmeans_iters)  # k-means on the first batch (TIGER Sec. 3.1)
             broadcast_module(model, env)  # rank 0's codebooks everywhere (k-means++ seeding is random)
-        temperature = annealed_temperature(step, gumbel_temperature_start, gumbel_temperature_end, gumbel_anneal_steps)
-        out = ddp_model(shard(global_batch, env), temperature)
+        out = ddp_model(shard(global_batch, env))
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         opt.step()

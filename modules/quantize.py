@@ -5,14 +5,11 @@ encoder learns anyway:
   "ste"       straight-through estimator: the code's gradient is copied onto the
               input (van den Oord et al. 2017, "Neural Discrete Representation Learning").
   "gumbel"    a Gumbel-softmax sample over -distances, hard one-hot forward and soft
-              backward (Jang et al. 2017), with a temperature that can be annealed.
+              backward (Jang et al. 2017), at temperature 1.
   "rotation"  the rotation trick (Fifty et al. 2024, "Restructuring Vector
               Quantization with the Rotation Trick"): the input is rotated and
               rescaled onto the code, the rotation treated as a constant, so the
               gradient keeps the angle between input and code.
-Options: SimVQ (Zhu et al. 2024, "Addressing Representation Collapse in Vector
-Quantized Models with One Linear Layer"): codes = frozen base codebook @ a learnt
-linear map, so every code moves even when it is never picked; and L2-normalised codes.
 These modes describe one level. RqVae stacks levels and gives its decoder one straight-through
 (or one rotation) over the whole stack, not one per level: see RqVae.quantize.
 
@@ -35,14 +32,6 @@ from modules.kmeans import squared_distances
 from ops import residual_quantize
 
 FORWARD_MODES = ("ste", "gumbel", "rotation")
-
-
-def annealed_temperature(step: int, start: float, end: float, anneal_steps: int) -> float:
-    """Gumbel-softmax temperature decayed exponentially from `start` to `end` over `anneal_steps`."""
-    if anneal_steps <= 0 or start == end:
-        return end
-    progress = min(step / anneal_steps, 1.0)
-    return start * math.exp(progress * math.log(end / start))
 
 
 def rotate_onto(x: Tensor, code: Tensor, eps: float = 1e-8) -> Tensor:
@@ -79,49 +68,30 @@ class Quantize(nn.Module):
         dim: int,
         codebook_size: int,
         forward_mode: str = "ste",
-        sim_vq: bool = False,
-        normalize_codes: bool = False,
     ) -> None:
         super().__init__()
         if forward_mode not in FORWARD_MODES:
             raise ValueError(f"forward_mode must be one of {FORWARD_MODES}, got {forward_mode!r}")
         self.dim, self.codebook_size = dim, codebook_size
-        self.forward_mode, self.sim_vq, self.normalize_codes = forward_mode, sim_vq, normalize_codes
-        # [K, D]; with SimVQ this base codebook is frozen and only the projection learns.
-        self.codebook = nn.Parameter(torch.randn(codebook_size, dim) / math.sqrt(dim), requires_grad=not sim_vq)
-        self.projection = nn.Linear(dim, dim, bias=False) if sim_vq else None
-        if self.projection is not None:
-            nn.init.eye_(self.projection.weight)
+        self.forward_mode = forward_mode
+        self.codebook = nn.Parameter(torch.randn(codebook_size, dim) / math.sqrt(dim))  # [K, D]
 
     @property
     def is_plain(self) -> bool:
-        """Plain STE on a raw codebook: the case RqVae can batch over levels."""
-        return self.forward_mode == "ste" and not self.sim_vq and not self.normalize_codes
-
-    def effective_codebook(self) -> Tensor:
-        """The codes actually compared with the input, [K, D]."""
-        codebook = self.codebook
-        if self.projection is not None:
-            codebook = self.projection(codebook)  # SimVQ: C W
-        if self.normalize_codes:
-            codebook = F.normalize(codebook, dim=-1)
-        return codebook
+        """Plain STE: the case RqVae batches over levels in one fused call."""
+        return self.forward_mode == "ste"
 
     @torch.no_grad()
     def set_codes(self, index: Tensor, vectors: Tensor) -> None:
-        """Make the effective codes at `index` [n] equal `vectors` [n, D] (k-means init, dead-code restart)."""
-        vectors = vectors.to(self.codebook.dtype)
-        if self.projection is not None:
-            # SimVQ codes are base @ W^T (nn.Linear), so base^T = W^-1 vectors^T.
-            vectors = torch.linalg.solve(self.projection.weight, vectors.T).T
-        self.codebook[index] = vectors
+        """Make the codes at `index` [n] equal `vectors` [n, D] (k-means init, dead-code restart)."""
+        self.codebook[index] = vectors.to(self.codebook.dtype)
 
-    def forward(self, x: Tensor, temperature: float = 1.0) -> QuantizeOutput:
+    def forward(self, x: Tensor) -> QuantizeOutput:
         """x [B, D] -> QuantizeOutput. In eval mode every forward mode returns the nearest code."""
-        codebook = self.effective_codebook()  # [K, D]
+        codebook = self.codebook  # [K, D]
         if self.training and self.forward_mode == "gumbel":
             logits = -squared_distances(x, codebook)  # [B, K], differentiable w.r.t. x and codebook
-            one_hot = F.gumbel_softmax(logits, tau=temperature, hard=True)  # [B, K]
+            one_hot = F.gumbel_softmax(logits, tau=1.0, hard=True)  # [B, K]
             ids = one_hot.argmax(-1)
             codes = codebook[ids]
             out = einsum(one_hot, codebook, "b k, k d -> b d")

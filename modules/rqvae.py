@@ -50,8 +50,6 @@ class RqVae(nn.Module):
         n_layers: int = 3,
         commitment_weight: float = 0.25,
         forward_mode: str = "ste",
-        sim_vq: bool = False,
-        normalize_codes: bool = False,
     ) -> None:
         super().__init__()
         self.input_dim, self.latent_dim = input_dim, latent_dim
@@ -61,7 +59,7 @@ class RqVae(nn.Module):
         self.encoder = mlp([input_dim, *hidden_dims, latent_dim])
         self.decoder = mlp([latent_dim, *reversed(hidden_dims), input_dim])
         self.levels = nn.ModuleList(
-            Quantize(latent_dim, codebook_size, forward_mode, sim_vq, normalize_codes) for _ in range(n_layers)
+            Quantize(latent_dim, codebook_size, forward_mode) for _ in range(n_layers)
         )
         # Saved with the weights so a resumed run does not re-initialise its codebooks.
         self.register_buffer("codebooks_initialized", torch.tensor(False))
@@ -76,7 +74,7 @@ class RqVae(nn.Module):
             residual = residual - _nearest(quantize, residual)
         self.codebooks_initialized.fill_(True)
 
-    def quantize(self, z: Tensor, temperature: float = 1.0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def quantize(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """z [B, D] -> (z_q [B, D] decoder input, ids [B, L], residuals [B, L, D], quantisation loss).
 
         z_q's value is sum_l e_l. How the reconstruction loss reaches the encoder, per forward mode:
@@ -112,7 +110,7 @@ class RqVae(nn.Module):
         residual, codes_sum, relaxed_sum, loss = z, torch.zeros_like(z), torch.zeros_like(z), z.new_zeros(())
         ids, residuals = [], []
         for quantize in self.levels:
-            q = quantize(residual, temperature)
+            q = quantize(residual)
             residuals.append(residual.detach())
             ids.append(q.ids)
             codes_sum = codes_sum + q.codes
@@ -128,10 +126,10 @@ class RqVae(nn.Module):
             z_q = z + (codes_sum - z).detach()
         return z_q, torch.stack(ids, 1), torch.stack(residuals, 1), loss
 
-    def forward(self, x: Tensor, temperature: float = 1.0) -> RqVaeOutput:
+    def forward(self, x: Tensor) -> RqVaeOutput:
         """x [B, input_dim] -> RqVaeOutput."""
         z = self.encoder(x)  # [B, D]
-        z_q, ids, residuals, quantization_loss = self.quantize(z, temperature)
+        z_q, ids, residuals, quantization_loss = self.quantize(z)
         reconstruction = self.decoder(z_q)  # [B, input_dim]
         reconstruction_loss = (reconstruction - x).pow(2).sum(-1).mean()
         return RqVaeOutput(
@@ -141,12 +139,12 @@ class RqVae(nn.Module):
     @torch.no_grad()
     def semantic_ids(self, x: Tensor) -> Tensor:
         """x [B, input_dim] -> nearest-code IDs [B, L] (no sampling, whatever the forward mode)."""
-        codebooks = torch.stack([q.effective_codebook() for q in self.levels])  # [L, K, D]
+        codebooks = torch.stack([q.codebook for q in self.levels])  # [L, K, D]
         ids, _ = residual_quantize(self.encoder(x), codebooks)
         return ids
 
 
 def _nearest(quantize: Quantize, residual: Tensor) -> Tensor:
     """The nearest effective code of one level for each row of residual [B, D]."""
-    _, codes = residual_quantize(residual, rearrange(quantize.effective_codebook(), "k d -> 1 k d"))
+    _, codes = residual_quantize(residual, rearrange(quantize.codebook, "k d -> 1 k d"))
     return codes[:, 0].to(residual.dtype)

@@ -22,16 +22,15 @@ def test_perplexity_of_uniform_use_is_codebook_size():
     assert codebook_perplexity(code_counts(ids, 64)).item() == pytest.approx(64.0, rel=1e-5)
 
 
-@pytest.mark.parametrize("sim_vq", [False, True])
-def test_restart_moves_only_dead_codes_onto_residuals(sim_vq):
+def test_restart_moves_only_dead_codes_onto_residuals():
     torch.manual_seed(0)
-    levels = [Quantize(4, 6, sim_vq=sim_vq) for _ in range(2)]
-    before = [q.effective_codebook().detach().clone() for q in levels]
+    levels = [Quantize(4, 6) for _ in range(2)]
+    before = [q.codebook.detach().clone() for q in levels]
     counts = torch.tensor([[3, 0, 1, 0, 2, 2], [1, 1, 1, 1, 1, 1]])
     residuals = torch.randn(10, 2, 4)
     restarted = restart_dead_codes(levels, counts, residuals)
     assert restarted.tolist() == [2, 0]
-    after = [q.effective_codebook().detach() for q in levels]
+    after = [q.codebook.detach() for q in levels]
     dead = torch.tensor([False, True, False, True, False, False])
     assert torch.equal(after[0][~dead], before[0][~dead]) and torch.equal(after[1], before[1])
     # Each revived code now sits exactly on one of level 0's residuals.
