@@ -5,7 +5,7 @@ evaluated exactly as TIGER is.
 
 Data: TIGER's leave-one-out training examples (every item of a user's sequence except the first and
 the last two, each seeing at most max_seq_len items before it), trained in causal passes over windows
-that give every example exactly its TIGER history, once per epoch (modules/sasrec_data.py). Loss:
+that give every example exactly its TIGER history, once per epoch (data/sasrec_rows.py). Loss:
 "bce" (the paper's: the true next item against one sampled item the user never met, per position) or
 "ce" (full-softmax cross-entropy over all items). Every `eval_every` steps the VALIDATION split is
 ranked over the whole catalogue; best.pt is the step with the best validation `select_metric` under
@@ -28,14 +28,16 @@ import gin
 import torch
 
 from data.processed import SeqData
-from modules.atomic_io import atomic_write_text
-from modules.checkpointing import gin_bindings, load_checkpoint, save_checkpoint
-from modules.errors import ConfigError
-from modules.gin_cli import check_choice, check_non_negative, check_positive, run_entry_point
-from modules.retrieval import METRIC_KS, baseline_topk, retrieval_metrics
-from modules.run_folder import run_dir
+from data.sasrec_rows import ROW_MODES, sample_negatives, training_rows, user_item_keys
+from evaluation.full_ranking import rank_all_items
+from evaluation.report import PROTOCOLS, floor_rows
+from evaluation.retrieval import METRIC_KS, retrieval_metrics
 from modules.sasrec import LOSSES, SASRec
-from modules.sasrec_data import PROTOCOLS, ROW_MODES, rank_all_items, sample_negatives, training_rows, user_item_keys
+from runtime.atomic_io import atomic_write_text
+from runtime.checkpointing import gin_bindings, load_checkpoint, save_checkpoint
+from runtime.errors import ConfigError
+from runtime.gin_cli import check_choice, check_non_negative, check_positive, run_entry_point
+from runtime.run_folder import claim_run_folder, run_dir
 
 REPORTED = ("recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10")
 DEVICES = ("auto", "cpu", "cuda")
@@ -45,15 +47,6 @@ def model_metrics(model: SASRec, data: SeqData, batch_size: int, device: torch.d
     """{protocol: metrics} of the model's full ranking of every example of `data`."""
     ranked = rank_all_items(model, data, max(METRIC_KS), batch_size, device)
     return {protocol: retrieval_metrics(ranked[protocol], data.targets) for protocol in PROTOCOLS}
-
-
-def floor_metrics(train: SeqData, data: SeqData) -> dict[str, dict[str, dict[str, float]]]:
-    """{protocol: {"popularity" | "transition": metrics}} on every example of `data`, the floors counted on
-    the training split and, for "history_skipped", skipping the same history items (modules/retrieval.py)."""
-    return {protocol: {name: retrieval_metrics(top, data.targets)
-                       for name, top in baseline_topk(train, data, max(METRIC_KS),
-                                                      exclude_history=protocol == "history_skipped").items()}
-            for protocol in PROTOCOLS}
 
 
 def metrics_line(metrics: dict[str, float]) -> str:
@@ -69,7 +62,7 @@ def train(
     save_dir: str = "out/sasrec",
     max_seq_len: int | None = None,      # None: 20 for Amazon, 200 for MovieLens (data/processed.py), as TIGER
     loss: str = "bce",                   # "bce" (the paper's, one sampled negative per position) | "ce" (full softmax)
-    train_rows: str = "windows",         # "windows" (causal passes, modules/sasrec_data.py) | "examples" (one per row)
+    train_rows: str = "windows",         # "windows" (causal passes, data/sasrec_rows.py) | "examples" (one per row)
     iterations: int = 60_000,            # at most this many steps (patience may stop earlier)
     batch_size: int = 128,               # rows per step (a window row trains up to max_seq_len targets)
     learning_rate: float = 0.001,
@@ -122,11 +115,11 @@ def train(
           f"{len(rows):,} rows ({train_rows}); {len(valid_data):,} validation users; loss {loss}; device {dev}",
           file=sys.stderr)
 
-    valid_floors = floor_metrics(train_data, valid_data)
+    valid_floors = floor_rows(train_data, valid_data)  # the floors TIGER's validation and evaluate.py report
     for protocol in PROTOCOLS:
         for name in ("popularity", "transition"):
             print(f"valid {protocol} {name}: {metrics_line(valid_floors[protocol][name])}", file=sys.stderr)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    claim_run_folder(out_dir)  # one run at a time writes it; an unwritable folder fails here
     atomic_write_text(gin.operative_config_str(), out_dir / "config.gin")
     bindings = gin_bindings(train)
     best_path = out_dir / "best.pt"
@@ -194,7 +187,7 @@ def train(
     state = load_checkpoint(best_path, map_location=dev)
     model.load_state_dict(state["model"])
     test_data = SeqData(dataset_folder, dataset, split, "test", max_seq_len, cache_dir)
-    floors = floor_metrics(train_data, test_data)
+    floors = floor_rows(train_data, test_data)
     test = {p: {"sasrec": m, **floors[p]} for p, m in model_metrics(model, test_data, eval_batch_size, dev).items()}
     test_seconds = time.time() - tick
     for protocol in PROTOCOLS:

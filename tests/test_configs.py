@@ -16,12 +16,14 @@ from gin import config_parser
 
 import train_decoder
 import train_rqvae
+import train_sasrec
 from runtime.gin_cli import parse_gin_args, train_defaults
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = sorted(path.relative_to(REPO).as_posix() for path in (REPO / "configs").glob("*.gin"))
-BASES = {"rqvae": "configs/rqvae_amazon.gin", "decoder": "configs/decoder_amazon.gin"}
-TRAIN = {"rqvae": train_rqvae.train, "decoder": train_decoder.train}
+BASES = {"rqvae": "configs/rqvae_amazon.gin", "decoder": "configs/decoder_amazon.gin",
+         "sasrec": "configs/sasrec_amazon.gin"}  # the baseline's base: the SASRec paper's setting
+TRAIN = {"rqvae": train_rqvae.train, "decoder": train_decoder.train, "sasrec": train_sasrec.train}
 VARIANTS = [config for config in CONFIGS if config not in BASES.values()]
 
 

@@ -14,7 +14,7 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-ENTRY_POINTS = ("train_rqvae", "train_decoder", "evaluate", "recommend")
+ENTRY_POINTS = ("train_rqvae", "train_decoder", "train_sasrec", "evaluate", "recommend")
 PACKAGES = ("ops", "runtime", "modules", "data", "evaluation", "serving")
 # What each package may import of the project (itself always).
 ALLOWED = {

@@ -9,10 +9,11 @@ import torch
 import data.processed
 import train_sasrec
 from data.processed import SeqData
-from modules.errors import ConfigError
-from modules.gin_cli import parse_gin_args
+from data.sasrec_rows import sample_negatives, training_rows, user_item_keys
+from evaluation.full_ranking import rank_all_items
 from modules.sasrec import SASRec
-from modules.sasrec_data import rank_all_items, sample_negatives, training_rows, user_item_keys
+from runtime.errors import ConfigError
+from runtime.gin_cli import parse_gin_args
 from tests.fixtures import write_amazon_raw
 
 N_USERS, N_ITEMS = 30, 40

@@ -1,5 +1,5 @@
-"""What train_sasrec.py feeds SASRec (modules/sasrec.py) and reads back: the training rows built from
-TIGER's leave-one-out training examples, the sampled negatives of the BCE loss, and full-ranking top-K.
+"""What train_sasrec.py feeds SASRec (modules/sasrec.py): the training rows built from TIGER's leave-one-out
+training examples, and the sampled negatives of the BCE loss. (Its full ranking: evaluation/full_ranking.py.)
 
 Training rows. TIGER trains on every item of a user's sequence s_0 .. s_{n-1} except the first and the
 last two, target s_p seeing its history s_{max(0, p-L)} .. s_{p-1} (L = max_seq_len; data/splits.py).
@@ -103,26 +103,3 @@ def sample_negatives(users: Tensor, n_items: int, keys: Tensor, generator: torch
             return negatives
         negatives[seen] = torch.randint(n_items, (int(seen.sum()),), generator=generator)
 
-
-PROTOCOLS = ("plain", "history_skipped")
-
-
-@torch.no_grad()
-def rank_all_items(model: torch.nn.Module, data: SeqData, k: int, batch_size: int, device: torch.device,
-                   index: Tensor | None = None) -> dict[str, Tensor]:
-    """Full ranking over the whole catalogue for examples `index` (default: all) of a split, under both
-    protocols: {"plain": [M, k], "history_skipped": [M, k]} item ids, best first. "history_skipped"
-    removes the example's history (the model's input, its last max_seq_len items) before taking the top
-    k; every other item keeps its score, as in TIGER's eval_exclude_history (modules/retrieval.py)."""
-    model.eval()
-    index = torch.arange(len(data)) if index is None else index
-    out: dict[str, list[Tensor]] = {p: [] for p in PROTOCOLS}
-    for chunk in index.split(batch_size):
-        history = data.history_batch(chunk).to(device)  # [b, L], -1 padded
-        scores = model.item_logits(model.last_hidden(history))  # [b, N]
-        out["plain"].append(scores.topk(k, dim=1).indices.cpu())
-        # one extra column takes the padding slots' -inf, then is dropped
-        padded = torch.cat([scores, scores.new_zeros(len(chunk), 1)], dim=1)
-        padded.scatter_(1, history.masked_fill(history < 0, scores.shape[1]), float("-inf"))
-        out["history_skipped"].append(padded[:, :-1].topk(k, dim=1).indices.cpu())
-    return {p: torch.cat(v) for p, v in out.items()}
