@@ -6,7 +6,7 @@ OUT holds <loss>_seed<seed>/amazon-<split>/ folders, each with train_sasrec.py's
 script's run.json. Prints markdown: the test metrics of every run under both protocols, their mean and
 standard deviation over seeds (where a configuration has more than one), the floors, and each run's
 learning curve (validation NDCG@10 per validation). The JSON holds one row per (run, protocol, model)
-with the command, commit, machine, seed, split and protocol beside the numbers.
+with the command, commit, machine, seed, split (the data set's train.split) and protocol beside the numbers.
 """
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def json_rows(runs: list[dict]) -> list[dict]:
     for r in runs:
         for p in PROTOCOLS:
             for model, metrics in r["test"][p].items():
-                rows.append({"dataset": r["dataset"], "data": r["split"], "split": "test", "protocol": p, "model": model,
+                rows.append({"dataset": r["dataset"], "split": r["split"], "subset": "test", "protocol": p, "model": model,
                              "loss": r["loss"], "seed": r["seed"], **metrics,
                              "valid": r["best_valid"][p] if model == "sasrec" else r["valid_floors"][p][model],
                              "best_step": r["best_step"], "steps": r["steps"], "stopped_early": r["stopped_early"],
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     print("## Test\n\n" + test_table(runs) + "\n\n## Mean ± standard deviation over seeds (test)\n\n" + mean_table(runs)
           + "\n\n## Floors (test)\n\n" + floor_table(runs) + "\n\n## Learning curves\n\n" + curve_tables(runs))
     if args.json:
-        curves = [{"data": r["split"], "loss": r["loss"], "seed": r["seed"], "split": "valid",
+        curves = [{"split": r["split"], "subset": "valid", "loss": r["loss"], "seed": r["seed"],
                    "curve": [{k: h[k] for k in ("step", "epoch", "wall_seconds", "train_loss", "plain/ndcg@10",
                                                 "history_skipped/ndcg@10")} for h in r["valid_history"]]}
                   for r in runs]
