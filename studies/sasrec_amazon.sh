@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # SASRec (train_sasrec.py) on Amazon Beauty and Sports with both losses, one run at a time, niced; the runs
-# behind bench/results/sasrec_amazon.md (tables: python -m bench.sasrec_report).
+# behind studies/results/sasrec_amazon.md (tables: python -m studies.sasrec_report).
 #
-#   bash bench/sasrec_amazon.sh [SEED ...]                       (default seed: 42)
+#   bash studies/sasrec_amazon.sh [SEED ...]                       (default seed: 42)
 #   PYTHON=.venv/bin/python DATA=../shared/data/amazon CACHE=cache OUT=out/sasrec_amazon SPLITS="beauty sports" \
-#       LOSSES="bce ce" bash bench/sasrec_amazon.sh 42 43 44
+#       LOSSES="bce ce" bash studies/sasrec_amazon.sh 42 43 44
 #
 # Run <loss>_seed<seed> on split S lands in $OUT/<loss>_seed<seed>/amazon-S/ (train_sasrec.py's files) with
 # run.json beside them: the command as run, the commit, whether tracked files differed from it, the

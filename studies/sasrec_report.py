@@ -1,6 +1,6 @@
-"""The tables of bench/results/sasrec_amazon.md and its JSON, from the runs of bench/sasrec_amazon.sh.
+"""The tables of studies/results/sasrec_amazon.md and its JSON, from the runs of studies/sasrec_amazon.sh.
 
-    python -m bench.sasrec_report OUT [--json bench/results/sasrec_amazon.json]
+    python -m studies.sasrec_report OUT [--json studies/results/sasrec_amazon.json]
 
 OUT holds <loss>_seed<seed>/amazon-<split>/ folders, each with train_sasrec.py's result.json and the
 script's run.json. Prints markdown: the test metrics of every run under both protocols, their mean and
