@@ -67,3 +67,14 @@ def test_headline_floors_are_evaluate_py_output():
     for label, name in (("most frequent next item", "transition"), ("most popular", "popularity")):
         row = next(r for r in rows if label in r[0])
         assert row[1:5] == [f"{result[p][name][m]:.4f}" for p in ("plain", "history_skipped") for m in ("recall@10", "ndcg@10")]
+
+
+def test_headline_sasrec_rows_are_the_committed_runs():
+    rows = json.loads((REPO / "studies" / "results" / "sasrec_amazon.json").read_text())["rows"]
+    table = table_rows(README[:README.index("## Install")])
+    for label, loss in (("SASRec here, full-softmax", "ce"), ("SASRec here, the paper's BCE", "bce")):
+        row = next(r for r in table if r[0].startswith(label))
+        run = {r["protocol"]: r for r in rows if r["split"] == "beauty" and r["model"] == "sasrec" and r["loss"] == loss
+               and r["seed"] == 42}
+        assert row[1:5] == [f"{run[p][m]:.4f}" for p in ("plain", "history_skipped") for m in ("recall@10", "ndcg@10")]
+        assert row[5].startswith(f"{round(run['plain']['wall_seconds'] / 60)} min")
