@@ -1,7 +1,7 @@
 """Serving speed of `Recommender.recommend` (not a test): one user's latency and users per second in batches.
 
     python -m bench.serving_latency RUN_OR_MODEL_FOLDER [--users 300] [--batch-sizes 1,64,256,1024]
-        [--threads 2] [--device cpu] [--json out.json] [--dataset-folder ... --cache-dir ...]
+        [--threads 1] [--device cpu] [--json out.json] [--dataset-folder ... --cache-dir ...]
 
 Histories are real: the test split's (each user's items before the test target, the last max_seq_len of
 them), asked in the data set's own ids, as a caller would, under the run's protocol. Batch size 1 reports
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("path", help="a decoder run folder or an exported model folder")
     parser.add_argument("--users", type=int, default=300)
     parser.add_argument("--batch-sizes", default="1,64,256,1024")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)  # on 2 busy cores, 2 threads were 70x slower per request
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dataset-folder")
     parser.add_argument("--cache-dir")
