@@ -29,6 +29,7 @@ import polars as pl
 import torch
 
 from data.raw_data import RawData
+from runtime.errors import DataError
 
 MIN_INTERACTIONS = 3  # leave-one-out: a training, a validation and a test target
 TABLES = ("interactions", "items", "item_ids")
@@ -39,7 +40,7 @@ def find_table(root: Path, stem: str) -> Path | None:
     """`<root>/<stem>.parquet` or `.csv`; both present is ambiguous and refused."""
     found = [root / f"{stem}.{ext}" for ext in ("parquet", "csv") if (root / f"{stem}.{ext}").is_file()]
     if len(found) > 1:
-        raise ValueError(f"{root}: both {found[0].name} and {found[1].name}; keep one")
+        raise DataError(f"{root}: both {found[0].name} and {found[1].name}; keep one")
     return found[0] if found else None
 
 
@@ -50,14 +51,14 @@ def read_table(path: Path, columns: tuple[str, ...]) -> pl.DataFrame:
     try:
         names = scan.collect_schema().names()
     except Exception as e:  # not a parquet file, unreadable CSV
-        raise ValueError(f"{path}: cannot be read as {path.suffix[1:]} ({type(e).__name__}: {e})") from None
+        raise DataError(f"{path}: cannot be read as {path.suffix[1:]} ({type(e).__name__}: {e})") from None
     missing = [c for c in columns if c not in names]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; it has {names}, expected {list(columns)}")
+        raise DataError(f"{path}: missing column(s) {missing}; it has {names}, expected {list(columns)}")
     table = scan.select(columns).with_row_index("row").collect()
     for column in columns:
         if table[column].null_count():
-            raise ValueError(f"{line(path, table.filter(pl.col(column).is_null())['row'][0])}: empty {column}")
+            raise DataError(f"{line(path, table.filter(pl.col(column).is_null())['row'][0])}: empty {column}")
     ids = [c for c in columns if c.endswith("_id")]
     return table.with_columns(pl.col(ids).cast(pl.String))
 
@@ -79,13 +80,13 @@ def sortable_time(table: pl.DataFrame, path: Path) -> pl.Series:
             ts = ts.str.strip_chars().str.to_datetime(time_unit="us")
         except Exception:
             bad = table.filter(as_number.is_null())
-            raise ValueError(f"{line(path, bad['row'][0])}: timestamp {bad['timestamp'][0]!r} is neither a number "
+            raise DataError(f"{line(path, bad['row'][0])}: timestamp {bad['timestamp'][0]!r} is neither a number "
                              "nor a date/datetime (e.g. 1700000000 or 2023-11-14T22:13:20)") from None
     if ts.dtype.is_temporal():
         return ts.cast(pl.Datetime("us")).dt.epoch("us").cast(pl.Float64)
     if ts.dtype.is_numeric():
         return ts.cast(pl.Float64)
-    raise ValueError(f"{path}: timestamp column of type {ts.dtype}: expected numbers or dates")
+    raise DataError(f"{path}: timestamp column of type {ts.dtype}: expected numbers or dates")
 
 
 def read_catalogue(root: Path) -> tuple[pl.DataFrame, list[str] | None, torch.Tensor]:
@@ -101,12 +102,12 @@ def read_catalogue(root: Path) -> tuple[pl.DataFrame, list[str] | None, torch.Te
         try:
             vectors = np.load(embeddings_path, allow_pickle=False)
         except Exception as e:
-            raise ValueError(f"{embeddings_path}: not a numpy array file ({type(e).__name__}: {e})") from None
+            raise DataError(f"{embeddings_path}: not a numpy array file ({type(e).__name__}: {e})") from None
         if vectors.ndim != 2 or vectors.shape[0] != len(catalogue) or not np.issubdtype(vectors.dtype, np.number):
-            raise ValueError(f"{embeddings_path}: expected a [n_items, d] numeric array with n_items = {len(catalogue)} "
+            raise DataError(f"{embeddings_path}: expected a [n_items, d] numeric array with n_items = {len(catalogue)} "
                              f"rows of {ids_path.name}, got shape {vectors.shape} of {vectors.dtype}")
         if not np.isfinite(vectors).all():
-            raise ValueError(f"{embeddings_path}: holds NaN or infinite values")
+            raise DataError(f"{embeddings_path}: holds NaN or infinite values")
         features = torch.from_numpy(vectors.astype(np.float32))
         if texts is not None:  # titles only
             catalogue = catalogue.join(texts.select("item_id", "text"), on="item_id", how="left", maintain_order="left")
@@ -121,9 +122,9 @@ def read_catalogue(root: Path) -> tuple[pl.DataFrame, list[str] | None, torch.Te
                                 f"{EMBEDDINGS_FILE} (with item_ids.parquet or .csv)")
     repeated = catalogue.filter(~pl.col("item_id").is_first_distinct())
     if len(repeated):
-        raise ValueError(f"{line(source, repeated['row'][0])}: item_id {repeated['item_id'][0]!r} appears more than once")
+        raise DataError(f"{line(source, repeated['row'][0])}: item_id {repeated['item_id'][0]!r} appears more than once")
     if len(catalogue) == 0:
-        raise ValueError(f"{source}: no items")
+        raise DataError(f"{source}: no items")
     return catalogue.select("item_id", "text"), embed, features
 
 
@@ -141,7 +142,7 @@ def load_custom(root: str | Path) -> RawData:
     table = table.join(item_index, on="item_id", how="left", maintain_order="left")
     unknown = table.filter(pl.col("item").is_null())
     if len(unknown):
-        raise ValueError(f"{line(interactions_path, unknown['row'][0])}: item_id {unknown['item_id'][0]!r} is not in the "
+        raise DataError(f"{line(interactions_path, unknown['row'][0])}: item_id {unknown['item_id'][0]!r} is not in the "
                          f"catalogue ({len(unknown):,} interactions name unknown items; every item needs a row in "
                          "items or item_ids)")
 
@@ -153,7 +154,7 @@ def load_custom(root: str | Path) -> RawData:
               "validation and a test item per user", file=sys.stderr)
         table = table.join(short.select("user_id"), on="user_id", how="anti", maintain_order="left")
     if len(table) == 0:
-        raise ValueError(f"{interactions_path}: no user has {MIN_INTERACTIONS} or more interactions")
+        raise DataError(f"{interactions_path}: no user has {MIN_INTERACTIONS} or more interactions")
 
     users = table.select(pl.col("user_id").unique().sort()).with_row_index("user")
     interactions = (

@@ -401,3 +401,15 @@ def test_debug_shows_the_exception(monkeypatch, switch):
         monkeypatch.setenv("TIGER_DEBUG", "1")
     with pytest.raises(MissingFileError, match="no such file: configs/nope.gin"):  # propagates: a traceback
         train_rqvae.main()
+
+
+def test_a_bad_custom_data_set_is_one_line_naming_file_and_line(tmp_path, command):
+    """Your own data's errors reach the user as Amazon's do: one line, status 2, no traceback."""
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    (folder / "interactions.csv").write_text("user_id,item_id,timestamp\nu1,i1,1\nu1,i2,yesterday-ish\nu1,i3,3\n")
+    (folder / "items.csv").write_text("item_id,text\ni1,a\ni2,b\ni3,c\n")
+    status, message = command(train_rqvae.main, ["configs/rqvae_custom.gin", "--gin", f'train.dataset_folder="{folder}"',
+                                                 "--gin", f'train.cache_dir="{tmp_path / "cache"}"',
+                                                 "--gin", f'train.save_dir="{tmp_path / "out"}"'])
+    assert status == 2 and "interactions.csv" in message and "timestamp" in message
