@@ -45,6 +45,7 @@ from evaluation.retrieval import METRIC_KS
 from modules.model import EncoderDecoderRetrievalModel
 from modules.semantic_id_trie import SemanticIdTrie
 from modules.tokenizer import SemanticIdTokenizer
+from runtime import preemption
 from runtime import precision as precisions
 from runtime.atomic_io import atomic_write_text
 from runtime.checkpointing import (CheckpointError, check_resume_config, file_sha256, gin_bindings, gin_defaults,
@@ -58,7 +59,6 @@ from runtime.loss_watch import FirstNonFiniteStep
 from runtime.lr_schedule import ramp_then_inverse_sqrt
 from runtime.optimizer import OPTIMIZERS, build_optimizer
 from runtime.progress import tqdm  # tqdm that says at the start when the run is estimated to take long
-from runtime import preemption
 from runtime.run_folder import claim_run_folder, existing_tokenizer_path, run_dir
 from runtime.wandb_run import start_wandb_run
 
