@@ -129,7 +129,7 @@ if [ "$MODE" = check ]; then
         # --- 1. kernel tests (CUDA; the toy run: the interpreter)
         step "ops tests ($DEVICE)" ops_tests.log "${INTERPRETER[@]}" "$PY" -m pytest -q -p no:cacheprovider -rs tests/ops
 
-        # --- 2. benchmark: the table (stdout) is what goes into bench/results/residual_quantization.md
+        # --- 2. benchmark: the table (stdout) is what goes into bench/results/residual_quantization_<card>.md
         echo "=== ops benchmark"
         start=$SECONDS
         "${INTERPRETER[@]}" "$PY" -m ops.bench "${OPS_BENCH_ARGS[@]}" --json "$OUT_DIR/ops_bench.json" \
