@@ -35,7 +35,7 @@ from runtime import precision
 from evaluation.report import PROTOCOLS, REPORTED, evaluate_split, protocol_name
 from evaluation.retrieval import METRIC_KS, recommend
 from modules.tokenizer import SemanticIdTokenizer
-from runtime.run_folder import existing_tokenizer_path, run_dir
+from runtime.run_folder import check_trained_with, existing_tokenizer_path, run_dir
 
 PROTOCOL_TITLES = {"plain": "plain (the paper's protocol)", "history_skipped": "history skipped"}
 # The decoder bindings evaluate.py reads (listed by --help).
@@ -120,18 +120,20 @@ def evaluate(argv: list[str]) -> dict:
         torch.set_num_threads(cfg["num_threads"])
     dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg["device"] == "auto" else cfg["device"])
 
-    tokenizer = SemanticIdTokenizer.load(existing_tokenizer_path(cfg["tokenizer_dir"], cfg["dataset"], cfg["split"]))
+    tokenizer_file = existing_tokenizer_path(cfg["tokenizer_dir"], cfg["dataset"], cfg["split"])
+    tokenizer = SemanticIdTokenizer.load(tokenizer_file)
+    data_args = (cfg["dataset_folder"], cfg["dataset"], cfg["split"])
+    data = SeqData(*data_args, opts.split, cfg["max_seq_len"], cfg["cache_dir"])
+    best_path = run_dir(cfg["save_dir"], cfg["dataset"], cfg["split"]) / "best.pt"
+    check_trained_with(best_path, state, tokenizer_file, tokenizer.n_items, data.n_items, f"{cfg['dataset']}/{cfg['split']}")
     model = EncoderDecoderRetrievalModel(**state["model_kwargs"]).to(dev)
     model.load_state_dict(state["model"])
     model.eval()
-    data_args = (cfg["dataset_folder"], cfg["dataset"], cfg["split"])
-    data = SeqData(*data_args, opts.split, cfg["max_seq_len"], cfg["cache_dir"])
     trie = tokenizer.trie().to(dev)
     search = dict(model=model, data=data, sem_ids=tokenizer.sem_ids, trie=trie, beam_width=beam_width, top_k=top_k,
                   batch_size=batch_size, device=dev, sort_by_length=cfg["eval_sort_by_length"],
                   exclude_history=cfg["eval_exclude_history"])
-    best_path = str(run_dir(cfg["save_dir"], cfg["dataset"], cfg["split"]) / "best.pt")
-    result: dict[str, Any] = {"split": opts.split, "checkpoint": best_path, "checkpoint_step": state["manifest"]["step"],
+    result: dict[str, Any] = {"split": opts.split, "checkpoint": str(best_path), "checkpoint_step": state["manifest"]["step"],
                               "beam_width": beam_width}
 
     titles = None

@@ -418,7 +418,8 @@ def train(
         if is_best:
             best = {"step": step, "metrics": metrics}
         if is_best and env.is_main:
-            save_checkpoint(best_path, {"model": evaluated.state_dict(), "model_kwargs": model.kwargs},
+            save_checkpoint(best_path, {"model": evaluated.state_dict(), "model_kwargs": model.kwargs,
+                                        "tokenizer_sha256": tokenizer_hash},  # evaluate.py, serving/ check it
                             step=step, bindings=bindings, metrics=metrics)
         save_last(metrics)
         eval_seconds += time.time() - eval_start

@@ -36,7 +36,7 @@ from modules.tokenizer import SemanticIdTokenizer
 from runtime import precision as precisions
 from runtime.checkpointing import load_checkpoint, recorded_bindings
 from runtime.errors import CheckpointError, MissingFileError, RequestError
-from runtime.run_folder import existing_tokenizer_path
+from runtime.run_folder import check_trained_with, existing_tokenizer_path
 from serving.model_folder import ModelFolder, is_model_folder, read_model_folder, write_model_folder
 
 ItemId = str | int  # the data set's own id; an int is read as its decimal text (MovieLens' movie 1193 = "1193")
@@ -106,10 +106,11 @@ class Recommender:
         if missing:
             raise CheckpointError(f"{best_path} records no {', '.join('train.' + n for n in missing)}: it was written by "
                                   "an older train_decoder.py; evaluate it with evaluate.py and a config that binds them")
-        tokenizer = SemanticIdTokenizer.load(existing_tokenizer_path(config["tokenizer_dir"], config["dataset"],
-                                                                     config["split"]))
+        tokenizer_file = existing_tokenizer_path(config["tokenizer_dir"], config["dataset"], config["split"])
+        tokenizer = SemanticIdTokenizer.load(tokenizer_file)
         data = (config["dataset_folder"], config["dataset"], config["split"], config["cache_dir"])
         raw = load_processed(data[0], as_dataset(data[1]), data[2], data[3])
+        check_trained_with(best_path, state, tokenizer_file, tokenizer.n_items, len(raw.item_ids), f"{data[1]}/{data[2]}")
         model = EncoderDecoderRetrievalModel(**state["model_kwargs"])
         model.load_state_dict(state["model"])
         source = {"checkpoint": str(best_path.resolve()), "step": state["manifest"]["step"],

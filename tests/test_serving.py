@@ -192,3 +192,22 @@ def test_command_line_by_own_user_id_and_by_history(run, capsys):
     assert "recommendations" in table and given["recommendations"][0]["title"] in table
     with pytest.raises(ConfigError, match="nothing to do"):
         recommend.main([str(run_folder(root))])
+
+
+@pytest.mark.parametrize("foreign", ["rerun_stage1", "other_catalogue"])
+def test_a_run_read_with_foreign_semantic_ids_is_refused_in_one_line(run, tmp_path, foreign):
+    """evaluate.py and load_recommender refuse, before any beam search, best.pt read with semantic IDs it was
+    not trained with: stage 1 rerun since (same items, other codes: the recorded SHA-256 differs) or stage 1
+    of another data set (another item count)."""
+    root, _ = run
+    n_items = N_ITEMS if foreign == "rerun_stage1" else N_ITEMS + 5
+    codes = torch.randint(0, 4, (n_items, 3), generator=torch.Generator().manual_seed(1))
+    other = tmp_path / "rqvae"
+    SemanticIdTokenizer.from_codes(codes, codebook_size=8).save(other / "amazon-beauty" / "semantic_ids.pt")
+    expected = (CheckpointError, "trained with other semantic IDs") if foreign == "rerun_stage1" else \
+        (ConfigError, f"holds semantic IDs for {N_ITEMS + 5} items but amazon/beauty has {N_ITEMS}")
+    with pytest.raises(expected[0], match=expected[1]):
+        evaluate.main(tiny_run_args(root, 20, [*SKIP, "--gin", f'train.tokenizer_dir="{other}"']))
+    with pytest.raises(expected[0], match=expected[1]):
+        load_recommender(run_folder(root), device="cpu", tokenizer_dir=str(other))
+    load_recommender(run_folder(root), device="cpu")  # its own stage 1 still loads
