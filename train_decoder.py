@@ -42,7 +42,7 @@ from data.windows import TrainingWindows
 from evaluation.report import PROTOCOLS, curve_fields, evaluate_split, floor_rows, protocol_name, validation_line
 from evaluation.learning_health import prior_nll
 from evaluation.retrieval import METRIC_KS
-from modules.model import EncoderDecoderRetrievalModel
+from modules.model import EncoderDecoderRetrievalModel, previous_items
 from modules.semantic_id_trie import SemanticIdTrie
 from modules.tokenizer import SemanticIdTokenizer
 from runtime import preemption
@@ -97,7 +97,7 @@ def train_step(model: EncoderDecoderRetrievalModel, forward: Callable, batch: di
                opt: torch.optim.Optimizer, autocast: contextlib.AbstractContextManager, *,
                trie: SemanticIdTrie | None = None, micro_batch_size: int | None = None, grad_clip: float = 1.0,
                no_sync: Callable | None = None, compiled: bool = False,
-               rank_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+               rank_weight: float = 1.0, history_unlikelihood: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimiser step on this process's batch -> (its mean loss, the gradient norm before clipping),
     both on the device, unread. `forward` is the model, or its DDP wrapper or compiled forward; `trie`
     (constrained softmax) restricts each level's softmax to codes that continue a valid ID; the batch is
@@ -106,7 +106,9 @@ def train_step(model: EncoderDecoderRetrievalModel, forward: Callable, batch: di
     The batch is per example (history [B, L, T], target [B, T]) or all positions (window batches: history
     and target [B, W, T], -1 where a position is no target); its loss is the mean over its targets, times
     `rank_weight` (DDP with windows: world size x this rank's share of the global batch's targets, so that
-    DDP's mean over ranks is the mean over all targets)."""
+    DDP's mean over ranks is the mean over all targets). With `history_unlikelihood` > 0 the loss adds that
+    weight times the unlikelihood of the item before each target (modules/model.previous_items), decoded from
+    the same encoder pass as the targets."""
     model.train()
     opt.zero_grad(set_to_none=True)
     loss = torch.zeros((), device=batch["target"].device)  # the batch mean, accumulated over its micro-batches
@@ -116,11 +118,20 @@ def train_step(model: EncoderDecoderRetrievalModel, forward: Callable, batch: di
     for i, micro in enumerate(micros):
         # DDP averages gradients over ranks once, in the last micro-batch's backward
         with (no_sync() if no_sync is not None and i < len(micros) - 1 else contextlib.nullcontext()):
+            target = micro["target"]
+            negative = previous_items(micro["history"], target) if history_unlikelihood else None
             with autocast:
-                logits = forward(micro["user_ids"], micro["history"], micro["target"])
-            valid = trie.path_masks(micro["target"]) if trie is not None else None  # [b, (W,) T, K]
+                logits = forward(micro["user_ids"], micro["history"], target, negative)
+            if negative is not None:
+                logits, negative_logits = logits
+            valid = trie.path_masks(target) if trie is not None else None  # [b, (W,) T, K]
+            micro_loss = model.loss(logits, target, valid)
+            if history_unlikelihood:
+                negative_valid = trie.path_masks(negative) if trie is not None else None
+                micro_loss = micro_loss + history_unlikelihood * model.history_unlikelihood(negative_logits, negative,
+                                                                                            negative_valid)
             # the batch's mean loss: its micro-batches' means, each weighted by its share of the targets
-            micro_loss = model.loss(logits, micro["target"], valid) * (n_targets(micro) / n_targets(batch) * rank_weight)
+            micro_loss = micro_loss * (n_targets(micro) / n_targets(batch) * rank_weight)
             micro_loss.backward()
         loss += micro_loss.detach()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -147,7 +158,7 @@ def check_bindings(b: dict[str, Any]) -> None:
         "iterations", "batch_size", "micro_batch_size", "learning_rate", "grad_clip", "n_user_buckets", "d_model",
         "n_heads", "d_head", "ff_dim", "n_encoder_layers", "n_decoder_layers", "eval_every", "eval_batch_size",
         "max_seq_len", "valid_max_users", "num_threads", "lr_constant_steps")})
-    check_non_negative(**{k: b[k] for k in ("weight_decay", "lr_ramp_steps")})
+    check_non_negative(**{k: b[k] for k in ("weight_decay", "lr_ramp_steps", "history_unlikelihood")})
     if not 0 <= b["ema_decay"] < 1:
         raise ConfigError(f"train.ema_decay = {b['ema_decay']!r}: must be in [0, 1) (0: no averaging)", binding="ema_decay")
     if not 0 <= b["dropout"] < 1:
@@ -226,6 +237,7 @@ def train(
     dropout: float = 0.1,
     constrained_softmax: bool = False,    # softmax over the codes that continue a valid ID only (modules/model.py)
     all_positions: bool = False,          # train every position of a window in one causal pass (not the paper's)
+    history_unlikelihood: float = 0.0,    # weight of -log(1 - p(the item before the target)) (not the paper's)
     eval_every: int = 10_000,
     eval_beam_width: int = 10,
     eval_batch_size: int = 512,
@@ -371,7 +383,8 @@ def train(
         loss, grad_norm = train_step(model, forward, batch, opt, autocast, trie=trie if constrained_softmax else None,
                                      micro_batch_size=micro_batch_size, grad_clip=grad_clip, compiled=compile_model,
                                      no_sync=ddp_model.no_sync if env.is_distributed else None,
-                                     rank_weight=1.0 if rank_weights is None else float(rank_weights[offset]))
+                                     rank_weight=1.0 if rank_weights is None else float(rank_weights[offset]),
+                                     history_unlikelihood=history_unlikelihood)
         scheduler.step()
         if averaged is not None:  # one fused update; weight 1 at the first step copies the weights exactly
             torch._foreach_lerp_(*ema_pairs, 1.0 if step == 0 else 1 - ema_decay)

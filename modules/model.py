@@ -211,23 +211,33 @@ class EncoderDecoderRetrievalModel(nn.Module):
     def new_cache(self) -> list[dict]:
         return [{} for _ in self.decoder.layers]
 
-    def forward(self, user_ids: Tensor, history: Tensor, target: Tensor) -> Tensor:
+    def forward(self, user_ids: Tensor, history: Tensor, target: Tensor,
+                negative: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
         """Teacher-forced logits [B, T, K] of the target semantic IDs target [B, T] (the item after each history).
         All positions (causal encoder): history [B, W, T] a sequence, target [B, W, T] the same items where
-        position p is a trained target, -1 elsewhere -> logits [B, W, T, K], target p seen from items < p."""
+        position p is a trained target, -1 elsewhere -> logits [B, W, T, K], target p seen from items < p.
+        With `negative` (the shape of target, -1 where none; history_unlikelihood) -> (logits, the negatives'
+        logits): each negative decoded as if it were its target, from the same encoder pass."""
         memory, mask = self.encode(user_ids, history)
         if target.dim() == 2:
-            return self.decode(self.decoder_input(target), memory, mask)
+            if negative is None:
+                return self.decode(self.decoder_input(target), memory, mask)
+            logits = self.decode(self.decoder_input(torch.cat([target, negative])), memory.repeat(2, 1, 1),
+                                 mask.repeat(2, *(1,) * (mask.dim() - 1)))
+            return logits.chunk(2)
         if not self.causal_encoder:
             raise ValueError("all-positions targets [B, W, T] need a model with causal_encoder=True")
         B, W, T = target.shape
+        positions = torch.arange(W, device=target.device)
+        if negative is not None:  # more target rows, each at its target's position
+            target, positions = torch.cat([target, negative], dim=1), positions.repeat(2)
         # Every position's target reads the one memory, as beam search's beams do (MultiHeadAttention), each
         # through its own prefix: the cross-attention mask of target p, repeated for its T decoder tokens.
-        bias = repeat(self.cross_bias(rearrange(torch.arange(W, device=target.device), "w -> 1 w"), W, T),
-                      "1 h w s -> 1 h (w t) s", t=T)                   # [1, H, W*T, S]
+        bias = repeat(self.cross_bias(rearrange(positions, "w -> 1 w"), W, T),
+                      "1 h w s -> 1 h (w t) s", t=T)                   # [1, H, rows*T, S]
         tokens = self.decoder_input(rearrange(target, "b w t -> (b w) t"))  # -1 (not a target): padding tokens
-        logits = self.decode(tokens, memory, bias)                       # [B*W, T, K]
-        return rearrange(logits, "(b w) t k -> b w t k", w=W)
+        logits = rearrange(self.decode(tokens, memory, bias), "(b w) t k -> b w t k", b=B)  # [B, rows, T, K]
+        return logits if negative is None else (logits[:, :W], logits[:, W:])
 
     def level_nll(self, logits: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
         """logits [B, T, K], target [B, T] -> [B, T] cross-entropy of each target token (all positions: logits
@@ -245,6 +255,32 @@ class EncoderDecoderRetrievalModel(nn.Module):
         [B, T] targets, or in all-positions mode those of the trained positions (each target's T tokens)."""
         nll = self.level_nll(logits, target, valid)
         return nll.mean() if target.dim() == 2 else nll.sum() / (target >= 0).sum()
+
+
+    def history_unlikelihood(self, logits: Tensor, negative: Tensor, valid: Tensor | None = None) -> Tensor:
+        """Mean unlikelihood -log(1 - p(n)) of the negative items' whole semantic IDs (Welleck et al. 2020,
+        "Neural text generation with unlikelihood training", applied to an ID): logits [..., T, K] teacher-forced
+        on negative [..., T] (-1: no negative there; forward(..., negative)), valid its trie masks. p(n) is the
+        product of n's per-level probabilities, the probability beam search ranks n by."""
+        log_p = -self.level_nll(logits, negative, valid).sum(dim=-1)             # [...]; 0 where no negative
+        has = negative[..., 0] >= 0
+        unlikely = -torch.log1p(-log_p.exp().clamp(max=1 - 1e-6))               # [...]
+        return (unlikely * has).sum() / has.sum().clamp(min=1)
+
+
+def previous_items(history: Tensor, target: Tensor) -> Tensor:
+    """The item just before each target, a negative for history_unlikelihood: the last item of its history,
+    the one a model most readily generates again though a user meets an item once. Per example: history
+    [B, L, T] (right-padded), target [B, T] -> [B, T]. All positions: history, target [B, W, T] (-1 where no
+    target) -> [B, W, T]. -1 where there is none (no history, no target) or it is the target itself."""
+    if target.dim() == 2:
+        n_real = (history[..., 0] >= 0).sum(dim=1)                                     # [B]
+        before = history[torch.arange(len(history), device=history.device), (n_real - 1).clamp(min=0)]
+        before = before.masked_fill(rearrange(n_real == 0, "b -> b 1"), -1)
+    else:
+        before = torch.cat([torch.full_like(history[:, :1], -1), history[:, :-1]], dim=1)  # [B, W, T]
+    keep = (target[..., :1] >= 0) & (before[..., :1] >= 0) & ~(before == target).all(dim=-1, keepdim=True)
+    return torch.where(keep, before, torch.full_like(before, -1))
 
 
 def memory_items(L: int, T: int, device: torch.device) -> Tensor:
