@@ -27,7 +27,7 @@ import torch
 
 from data.processed import SeqData, as_dataset, load_processed
 from runtime.atomic_io import atomic_write_text
-from runtime.checkpointing import load_checkpoint, recorded_bindings
+from runtime.checkpointing import check_trained_with, load_checkpoint, recorded_bindings
 from runtime.errors import ConfigError, MissingFileError, exit_on_user_error
 from runtime.gin_cli import binding_source, check_choice, check_positive, entry_point_parser, parse_gin_args
 from modules.model import EncoderDecoderRetrievalModel
@@ -35,7 +35,7 @@ from runtime import precision
 from evaluation.report import PROTOCOLS, REPORTED, evaluate_split, protocol_name
 from evaluation.retrieval import METRIC_KS, recommend
 from modules.tokenizer import SemanticIdTokenizer
-from runtime.run_folder import check_trained_with, existing_tokenizer_path, run_dir
+from runtime.run_folder import existing_tokenizer_path, run_dir
 
 PROTOCOL_TITLES = {"plain": "plain (the paper's protocol)", "history_skipped": "history skipped"}
 # The decoder bindings evaluate.py reads (listed by --help).

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from runtime.atomic_io import atomic_torch_save, atomic_write_text
-from runtime.errors import CheckpointError
+from runtime.errors import CheckpointError, ConfigError
 from runtime.gin_cli import train_defaults
 
 
@@ -60,6 +60,22 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def check_trained_with(checkpoint: Path, state: dict, tokenizer_file: Path, tokenizer_items: int, data_items: int,
+                       data_name: str) -> None:
+    """Refuse, in one line and before any evaluation, a decoder checkpoint read with semantic IDs or a catalogue
+    other than its own: stage 1 rerun since (the tokenizer's SHA-256, recorded at training, differs) or a
+    tokenizer of another data set (its item count differs from `data_items`, the catalogue of `data_name`).
+    Checkpoints written before the hash was recorded are checked on the item count alone."""
+    if tokenizer_items != data_items:
+        raise ConfigError(f"{tokenizer_file} holds semantic IDs for {tokenizer_items:,} items but {data_name} has "
+                          f"{data_items:,}: the tokenizer belongs to another data set", binding="tokenizer_dir")
+    recorded = state.get("tokenizer_sha256")
+    if recorded is not None and recorded != file_sha256(tokenizer_file):
+        raise CheckpointError(f"{checkpoint} was trained with other semantic IDs than {tokenizer_file} (its SHA-256 "
+                              "differs: stage 1 was rerun since): retrain the decoder, or point train.tokenizer_dir "
+                              "at the stage 1 it was trained with")
 
 
 def manifest_path(path: str | os.PathLike) -> Path:

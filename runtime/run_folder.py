@@ -30,24 +30,6 @@ def existing_tokenizer_path(tokenizer_dir: str, dataset: str, split: str) -> Pat
     return path
 
 
-def check_trained_with(checkpoint: Path, state: dict, tokenizer_file: Path, tokenizer_items: int, data_items: int,
-                       data_name: str) -> None:
-    """Refuse, in one line and before any evaluation, a decoder checkpoint read with semantic IDs or a catalogue
-    other than its own: stage 1 rerun since (the tokenizer's SHA-256, recorded at training, differs) or a
-    tokenizer of another data set (its item count differs from `data_items`, the catalogue of `data_name`).
-    Checkpoints written before the hash was recorded are checked on the item count alone."""
-    if tokenizer_items != data_items:
-        raise ConfigError(f"{tokenizer_file} holds semantic IDs for {tokenizer_items:,} items but {data_name} has "
-                          f"{data_items:,}: the tokenizer belongs to another data set", binding="tokenizer_dir")
-    from runtime.checkpointing import file_sha256  # here: checkpointing imports this module (via gin_cli)
-
-    recorded = state.get("tokenizer_sha256")
-    if recorded is not None and recorded != file_sha256(tokenizer_file):
-        raise CheckpointError(f"{checkpoint} was trained with other semantic IDs than {tokenizer_file} (its SHA-256 "
-                              "differs: stage 1 was rerun since): retrain the decoder, or point train.tokenizer_dir "
-                              "at the stage 1 it was trained with")
-
-
 # Run folders this process holds (claim_run_folder), released by release_run_folders when train() returns
 # or fails (runtime/gin_cli.py's run_entry_point), or by the OS when the process dies.
 _HELD: dict[Path, TextIO] = {}

@@ -34,9 +34,9 @@ from modules.beam_search import constrained_beam_search
 from modules.model import EncoderDecoderRetrievalModel
 from modules.tokenizer import SemanticIdTokenizer
 from runtime import precision as precisions
-from runtime.checkpointing import load_checkpoint, recorded_bindings
+from runtime.checkpointing import check_trained_with, load_checkpoint, recorded_bindings
 from runtime.errors import CheckpointError, MissingFileError, RequestError
-from runtime.run_folder import check_trained_with, existing_tokenizer_path
+from runtime.run_folder import existing_tokenizer_path
 from serving.model_folder import ModelFolder, is_model_folder, read_model_folder, write_model_folder
 
 ItemId = str | int  # the data set's own id; an int is read as its decimal text (MovieLens' movie 1193 = "1193")
