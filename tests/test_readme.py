@@ -78,3 +78,11 @@ def test_headline_sasrec_rows_are_the_committed_runs():
                and r["seed"] == 42}
         assert row[1:5] == [f"{run[p][m]:.4f}" for p in ("plain", "history_skipped") for m in ("recall@10", "ndcg@10")]
         assert row[5].startswith(f"{round(run['plain']['wall_seconds'] / 60)} min")
+
+
+def test_headline_laptop_row_is_the_committed_run():
+    report = json.loads((REPO / "studies" / "results" / "all_positions_beauty.json").read_text())
+    run = next(r for r in report["runs"] if r["recipe"].startswith("per example") and r["seed"] == 42)
+    row = next(r for r in table_rows(README[:README.index("## Install")]) if "identity straight-through" in r[0])
+    assert [c.strip("*") for c in row[1:5]] == [f"{run['test'][p]['tiger'][m]:.4f}"
+                                              for p in ("plain", "history_skipped") for m in ("recall@10", "ndcg@10")]
