@@ -256,7 +256,6 @@ class EncoderDecoderRetrievalModel(nn.Module):
         nll = self.level_nll(logits, target, valid)
         return nll.mean() if target.dim() == 2 else nll.sum() / (target >= 0).sum()
 
-
     def history_unlikelihood(self, logits: Tensor, negative: Tensor, valid: Tensor | None = None) -> Tensor:
         """Mean unlikelihood -log(1 - p(n)) of the negative items' whole semantic IDs (Welleck et al. 2020,
         "Neural text generation with unlikelihood training", applied to an ID): logits [..., T, K] teacher-forced
