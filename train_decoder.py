@@ -126,7 +126,7 @@ def train_step(model: EncoderDecoderRetrievalModel, forward: Callable, batch: di
                 logits, negative_logits = logits
             valid = trie.path_masks(target) if trie is not None else None  # [b, (W,) T, K]
             micro_loss = model.loss(logits, target, valid)
-            if history_unlikelihood:
+            if negative is not None:
                 negative_valid = trie.path_masks(negative) if trie is not None else None
                 micro_loss = micro_loss + history_unlikelihood * model.history_unlikelihood(negative_logits, negative,
                                                                                             negative_valid)

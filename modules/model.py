@@ -222,9 +222,10 @@ class EncoderDecoderRetrievalModel(nn.Module):
         if target.dim() == 2:
             if negative is None:
                 return self.decode(self.decoder_input(target), memory, mask)
-            logits = self.decode(self.decoder_input(torch.cat([target, negative])), memory.repeat(2, 1, 1),
-                                 mask.repeat(2, *(1,) * (mask.dim() - 1)))
-            return logits.chunk(2)
+            # Each user's target and negative read the one memory row as two beams do (MultiHeadAttention).
+            tokens = self.decoder_input(rearrange(torch.stack([target, negative], 1), "b two t -> (b two) t"))
+            logits = rearrange(self.decode(tokens, memory, mask), "(b two) t k -> two b t k", two=2)
+            return logits[0], logits[1]
         if not self.causal_encoder:
             raise ValueError("all-positions targets [B, W, T] need a model with causal_encoder=True")
         B, W, T = target.shape
