@@ -48,8 +48,8 @@ from modules.tokenizer import SemanticIdTokenizer
 from runtime import preemption
 from runtime import precision as precisions
 from runtime.atomic_io import atomic_write_text
-from runtime.checkpointing import (CheckpointError, check_resume_config, file_sha256, gin_bindings, gin_defaults,
-                                   load_checkpoint, save_checkpoint, seed_all)
+from runtime.checkpointing import (CheckpointError, check_resume_config, check_tokenizer_items, file_sha256, gin_bindings,
+                                   gin_defaults, load_checkpoint, save_checkpoint, seed_all)
 from runtime.compile import compile_training_forward
 from runtime.distributed import (DistEnv, all_reduce_sum, barrier, init_distributed, rank_rng_states,
                                  restore_rank_rng_states, shard, wrap_ddp)
@@ -271,9 +271,7 @@ def train(
     valid_data = SeqData(dataset_folder, dataset, split, "valid", max_seq_len, cache_dir)
     if env.is_main:
         barrier(env)
-    if tokenizer.n_items != train_data.n_items:
-        raise ConfigError(f"the tokenizer has {tokenizer.n_items} items but {dataset}/{split} has {train_data.n_items}: "
-                          "was it trained on another data set?", binding="tokenizer_dir")
+    check_tokenizer_items(tokenizer_file, tokenizer.n_items, train_data.n_items, f"{dataset}/{split}")
     # What a batch index counts: training examples, or with all_positions windows of them (data/windows.py),
     # and how many items each feeds the encoder (length-bucketed batches group by it).
     windows = TrainingWindows(train_data) if all_positions else None

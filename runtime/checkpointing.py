@@ -62,15 +62,20 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def check_tokenizer_items(tokenizer_file: Path, tokenizer_items: int, data_items: int, data_name: str) -> None:
+    """Refuse stage 1's semantic IDs for a catalogue of another size than `data_name`'s (another data set)."""
+    if tokenizer_items != data_items:
+        raise ConfigError(f"{tokenizer_file} holds semantic IDs for {tokenizer_items:,} items but {data_name} has "
+                          f"{data_items:,}: the tokenizer belongs to another data set", binding="tokenizer_dir")
+
+
 def check_trained_with(checkpoint: Path, state: dict, tokenizer_file: Path, tokenizer_items: int, data_items: int,
                        data_name: str) -> None:
     """Refuse, in one line and before any evaluation, a decoder checkpoint read with semantic IDs or a catalogue
     other than its own: stage 1 rerun since (the tokenizer's SHA-256, recorded at training, differs) or a
     tokenizer of another data set (its item count differs from `data_items`, the catalogue of `data_name`).
     Checkpoints written before the hash was recorded are checked on the item count alone."""
-    if tokenizer_items != data_items:
-        raise ConfigError(f"{tokenizer_file} holds semantic IDs for {tokenizer_items:,} items but {data_name} has "
-                          f"{data_items:,}: the tokenizer belongs to another data set", binding="tokenizer_dir")
+    check_tokenizer_items(tokenizer_file, tokenizer_items, data_items, data_name)
     recorded = state.get("tokenizer_sha256")
     if recorded is not None and recorded != file_sha256(tokenizer_file):
         raise CheckpointError(f"{checkpoint} was trained with other semantic IDs than {tokenizer_file} (its SHA-256 "

@@ -198,3 +198,11 @@ def test_history_unlikelihood_lowers_the_previous_items_probability(stage1, caps
             log_p = -model.level_nll(logits, negative).sum(-1)
         p_previous[weight] = log_p[negative[..., 0] >= 0].exp().mean().item()
     assert p_previous[20.0] < 0.85 * p_previous[0.0]  # (tiny run: 0.0059 vs 0.0076 per example)
+
+
+def test_a_tokenizer_of_another_catalogue_is_refused_before_training(stage1):
+    codes = torch.randint(0, 4, (N_ITEMS + 3, 3), generator=torch.Generator().manual_seed(1))
+    SemanticIdTokenizer.from_codes(codes, codebook_size=8).save(stage1 / "rqvae" / "amazon-beauty" / "semantic_ids.pt")
+    with pytest.raises(train_decoder.ConfigError, match=f"{N_ITEMS + 3} items but amazon/beauty has {N_ITEMS}"):
+        train_decoder.main(tiny_run_args(stage1, 10))
+    assert not (stage1 / "decoder" / "amazon-beauty" / "checkpoint.pt").exists()
