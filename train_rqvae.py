@@ -4,7 +4,8 @@
 
 Writes <save_dir>/<dataset>-<split>/: checkpoint.pt (+ checkpoint.json), semantic_ids.pt
 (the SemanticIdTokenizer that train_decoder.py reads), semantic_ids.csv (the same table with each item's own
-id and title, to read) and config.gin; rerunning the same
+id and title, to read), semantic_id_clusters.png/.json (the first-level clusters' sizes and a few titles from the
+largest; collisions per prefix length: do the codes mean something?) and config.gin; rerunning the same
 command resumes from checkpoint.pt. Logs go to stderr; the last stdout line is one JSON
 object with the final metrics and paths.
 
@@ -25,6 +26,7 @@ import torch.distributed
 import torch
 
 from data.processed import ItemData
+from evaluation.semantic_id_clusters import PICTURE, stats_table, write_cluster_report
 from runtime.atomic_io import atomic_write_text
 from runtime.checkpointing import (CheckpointError, check_resume_config, gin_bindings, gin_defaults, load_checkpoint,
                                    save_checkpoint, seed_all)
@@ -271,13 +273,15 @@ def train(
     if env.is_main:
         tokenizer.save(ids_path)
         tokenizer.write_table(ids_path.with_suffix(".csv"), catalogue.own_item_ids, catalogue.titles)  # for a person
+        clusters = write_cluster_report(tokenizer, catalogue.titles, ids_path.parent, f"{dataset}/{split}")
+        print(f"semantic IDs: {clusters['picture']}\n{stats_table(clusters)}", file=sys.stderr)
     barrier(env)  # the file exists on return on every rank
     if wandb_run is not None:
         wandb_run.finish()
     result = {**metrics, "step": step, "last_train_loss": train_loss, "n_items": tokenizer.n_items,
               "max_collision_token": int(tokenizer.sem_ids[:, -1].max()), "wall_time_s": round(time.time() - start_time, 1),
               "device": str(device), "processes": env.world_size, "checkpoint": str(checkpoint_path), "semantic_ids": str(ids_path),
-              "semantic_ids_table": str(ids_path.with_suffix(".csv"))}
+              "semantic_ids_table": str(ids_path.with_suffix(".csv")), "semantic_id_clusters": str(ids_path.parent / PICTURE)}
     return result
 
 

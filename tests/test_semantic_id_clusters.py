@@ -3,16 +3,8 @@ import json
 import torch
 
 from modules.tokenizer import SemanticIdTokenizer
-from studies.semantic_id_clusters import main, prefix_stats
+from studies.semantic_id_clusters import main
 from tests.fixtures import write_amazon_raw
-
-
-def test_prefix_stats_count_groups_at_every_prefix_length():
-    codes = torch.tensor([[0, 1, 2], [0, 1, 2], [0, 2, 0], [3, 0, 0]])
-    rows = prefix_stats(codes)
-    assert [r["prefixes_used"] for r in rows] == [2, 3, 3]
-    assert [r["largest_group"] for r in rows] == [3, 2, 2]
-    assert [r["items_sharing_prefix"] for r in rows] == [0.75, 0.5, 0.5]
 
 
 def test_picture_and_json_of_a_tokenizer(tmp_path, capsys):

@@ -1,5 +1,6 @@
 """semantic_ids.csv: stage 1's item -> semantic ID table for a person, beside semantic_ids.pt, row for row the same."""
 import csv
+import json
 
 import gin
 import torch
@@ -34,6 +35,11 @@ def test_train_rqvae_writes_the_table_with_own_ids_titles_and_codes(tmp_path, mo
         assert int(row["item"]) == item and row["item_id"] == f"B{item + 1:09d}"  # the ASIN of P5 id item + 1
         codes = [int(row[f"code_{level}"]) for level in (1, 2, 3)] + [int(row["collision_token"])]
         assert codes == sem_ids[item].tolist()
+    picture = table.parent / "semantic_id_clusters.png"  # and the clusters, for a person to look at
+    assert result["semantic_id_clusters"] == str(picture) and picture.read_bytes()[:4] == b"\x89PNG"
+    clusters = json.loads((table.parent / "semantic_id_clusters.json").read_text())
+    assert clusters["items"] == 40 and clusters["max_collision_token"] == int(sem_ids[:, -1].max())
+    assert clusters["prefixes"][0]["prefixes_used"] == len(set(sem_ids[:, 0].tolist()))
     titled = next(r for r in rows if r["item_id"] == "B000000003")  # the fixture's titles (item 7's is absent)
     assert titled["title"].startswith("product 3 ") and rows[6]["title"] == ""
 
