@@ -24,7 +24,6 @@ best.pt and evaluate.py are unchanged: the same beam search over the last max_se
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import sys
 import time
@@ -35,12 +34,11 @@ import gin
 import torch
 import torch.distributed
 
-from data.batching import (ResidentExamples, ResidentWindows, data_batch, length_bucketed_batches, micro_batches,
-                           n_targets, trim_history, window_batch)
+from data.batching import micro_batches, n_targets
 from data.processed import SeqData
-from data.windows import TrainingWindows
-from evaluation.report import PROTOCOLS, curve_fields, evaluate_split, floor_rows, protocol_name, validation_line
-from evaluation.learning_health import prior_nll
+from data.training_stream import TrainingStream
+from evaluation.report import (PROTOCOLS, baselines_lines, curve_fields, evaluate_split, protocol_name, validation_baselines,
+                               validation_line)
 from evaluation.retrieval import METRIC_KS
 from modules.model import EncoderDecoderRetrievalModel, previous_items
 from modules.semantic_id_trie import SemanticIdTrie
@@ -52,7 +50,7 @@ from runtime.checkpointing import (CheckpointError, check_resume_config, check_t
                                    gin_defaults, load_checkpoint, save_checkpoint, seed_all)
 from runtime.compile import compile_training_forward
 from runtime.distributed import (DistEnv, all_reduce_sum, barrier, init_distributed, rank_rng_states,
-                                 restore_rank_rng_states, shard, wrap_ddp)
+                                 restore_rank_rng_states, wrap_ddp)
 from runtime.errors import ConfigError
 from runtime.gin_cli import check_choice, check_non_negative, check_positive, run_entry_point
 from runtime.loss_watch import FirstNonFiniteStep
@@ -61,6 +59,7 @@ from runtime.optimizer import OPTIMIZERS, build_optimizer
 from runtime.progress import tqdm  # tqdm that says at the start when the run is estimated to take long
 from runtime.run_folder import claim_run_folder, existing_tokenizer_path, run_dir
 from runtime.wandb_run import start_wandb_run
+from runtime.weight_average import WeightAverage
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 LOG_EVERY = 100  # steps between reads of the training loss (each read waits for the GPU)
@@ -137,19 +136,6 @@ def train_step(model: EncoderDecoderRetrievalModel, forward: Callable, batch: di
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     opt.step()
     return loss, grad_norm
-
-
-def epoch_batches(lengths: torch.Tensor, batch_size: int, seed: int, epoch: int,
-                  bucket_by_length: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Epoch `epoch`'s batches without replacement over the examples (or all-positions windows) whose encoder
-    inputs hold lengths [M] items: indices [steps_per_epoch, batch_size] of randperm(seed + epoch), and with
-    bucket_by_length that permutation grouped by length plus each batch's longest (data/batching.py). A
-    function of (seed, epoch) only: a resumed run sees exactly the batches an uninterrupted one would."""
-    generator = torch.Generator().manual_seed(seed + epoch)
-    if bucket_by_length:
-        return length_bucketed_batches(lengths, batch_size, generator)
-    steps_per_epoch = len(lengths) // batch_size
-    return torch.randperm(len(lengths), generator=generator)[:steps_per_epoch * batch_size].view(steps_per_epoch, batch_size), None
 
 
 def check_bindings(b: dict[str, Any]) -> None:
@@ -272,15 +258,12 @@ def train(
     if env.is_main:
         barrier(env)
     check_tokenizer_items(tokenizer_file, tokenizer.n_items, train_data.n_items, f"{dataset}/{split}")
-    # What a batch index counts: training examples, or with all_positions windows of them (data/windows.py),
-    # and how many items each feeds the encoder (length-bucketed batches group by it).
-    windows = TrainingWindows(train_data) if all_positions else None
-    n_train = len(windows) if all_positions else len(train_data)
-    lengths = windows.lengths if all_positions else train_data.history_lengths
-    unit = "all-positions windows" if all_positions else "training examples"
-    if batch_size > n_train:  # before any file is written
-        raise ConfigError(f"train.batch_size = {batch_size} exceeds the {n_train} {unit}", binding="batch_size")
     sem_ids = tokenizer.sem_ids  # [n_items, T] stays on the CPU: batches are gathered there
+    # step -> this rank's batch: examples, or with all_positions windows of them; refuses a batch_size larger
+    # than the split before any file is written
+    stream = TrainingStream(train_data, sem_ids, batch_size, seed, all_positions=all_positions,
+                            bucket_by_length=bucket_by_length, resident=resident_data, device=dev, env=env,
+                            min_length=2 if compile_model else 1)  # compiled: never 1 history column
     trie = tokenizer.trie().to(dev)
     valid_index = (torch.arange(len(valid_data)) if valid_max_users is None or valid_max_users >= len(valid_data)
                    else torch.linspace(0, len(valid_data) - 1, valid_max_users).long())  # fixed, spread out
@@ -289,38 +272,25 @@ def train(
     model = build_model(sem_ids, tokenizer.codebook_size, train_data.max_seq_len, args).to(dev)
     opt = build_optimizer(model, optimizer, learning_rate, weight_decay)
     scheduler = ramp_then_inverse_sqrt(opt, lr_ramp_steps, lr_constant_steps)
-    # An exponential moving average of the weights (Polyak averaging, Polyak & Juditsky 1992, with an
-    # exponential window): the first step's weights, then averaged <- ema_decay * averaged + (1 - ema_decay)
-    # * weights after every step. Training never reads it; validation selects on it and best.pt holds it,
-    # so evaluate.py reports the weights validation chose. (Not torch's AveragedModel: its update copies a
-    # step counter from the host to the device every step, which on CUDA waits for the GPU.)
-    averaged = copy.deepcopy(model).requires_grad_(False) if ema_decay else None
-    ema_pairs = (list(averaged.parameters()), list(model.parameters())) if averaged is not None else None
-    evaluated = averaged if averaged is not None else model  # the weights validation reads
+    average = WeightAverage(model, ema_decay) if ema_decay else None  # runtime/weight_average.py
+    evaluated = average.module if average is not None else model  # the weights validation and best.pt read
     if env.is_main:
         print(f"{sum(p.numel() for p in model.parameters()):,} parameters; {len(train_data):,} train examples"
-              + (f" in {len(windows):,} windows" if all_positions else "") + ", "
+              + (f" in {stream.n_units:,} windows" if all_positions else "") + ", "
               f"{len(valid_index):,} validation users; device {dev}, {env.world_size} process(es); best.pt selected "
               f"on valid {select_metric}, {selected_on} protocol", file=sys.stderr)
 
-    # The floors every validation number is read against, on the same validation users, under both
-    # protocols: popularity, the transition baseline (evaluation/transition.py) and the per-level NLL of
-    # a history-blind prior.
-    floors = floor_rows(train_data, valid_data, valid_index)  # {protocol: {"popularity": .., "transition": ..}}
-    baselines = {"protocol": selected_on, **floors[selected_on], **floors,  # top level: the selection protocol's
-                 "prior_nll": prior_nll(sem_ids, train_data.targets, valid_data.targets[valid_index]).tolist()}
+    # The floors every validation number is read against, on the same validation users, under both protocols
+    baselines = validation_baselines(train_data, valid_data, valid_index, sem_ids, selected_on)
     if env.is_main:
-        for protocol in PROTOCOLS:
-            for name in ("popularity", "transition"):
-                print(f"valid {name} ({protocol}): " + " ".join(f"{k} {v:.4f}" for k, v in baselines[protocol][name].items()),
-                      file=sys.stderr)
-        print("valid prior NLL per level (history ignored): " + " ".join(f"{v:.3f}" for v in baselines["prior_nll"]), file=sys.stderr)
+        print("\n".join(baselines_lines(baselines)), file=sys.stderr)
 
     step, best, history, seconds_before = 0, {"step": None, "metrics": None}, [], 0.0
     last_path, best_path = out_dir / "checkpoint.pt", out_dir / "best.pt"
     if resume and last_path.exists():
         step, best, history = resume_run(last_path, bindings, force_resume, tokenizer_file, tokenizer_hash, env,
-                                         model=model, optimizer=opt, scheduler=scheduler, ema=averaged)
+                                         model=model, optimizer=opt, scheduler=scheduler,
+                                         ema=average.module if average is not None else None)
         seconds_before = history[-1]["wall_seconds"] if history else 0.0
     last_saved_step = step if step else None
     if env.is_main:  # only once the run is known to start or resume: a refused resume leaves config.gin alone
@@ -340,18 +310,11 @@ def train(
                 "model": model.state_dict(), "model_kwargs": model.kwargs, "optimizer": opt.state_dict(),
                 "scheduler": scheduler.state_dict(), "step": step, "rng": rng, "best": json.dumps(best),
                 "history": json.dumps(history), "tokenizer_sha256": tokenizer_hash,
-                **({"ema": averaged.state_dict()} if averaged is not None else {}),
+                **({"ema": evaluated.state_dict()} if average is not None else {}),
             }, step=step, bindings=bindings, metrics=metrics)
         last_saved_step = step
 
     stop = preemption.current()
-    steps_per_epoch = n_train // batch_size  # the GLOBAL batch: each of N ranks trains on batch_size / N
-    examples_per_step = batch_size * (len(train_data) / n_train)  # all positions: targets per window, on average
-    perm_epoch, batches, max_lengths = -1, None, None
-    if resident_data:
-        resident = ResidentWindows(windows, sem_ids, dev) if all_positions else ResidentExamples(train_data, sem_ids, dev)
-    else:
-        resident = None
     forward = compile_training_forward(ddp_model, compile_mode) if compile_model else ddp_model  # `model` keeps the weights
     autocast = precisions.autocast(dev, precision)  # evaluate.py uses the same
     start_time, eval_seconds, start_step = time.time(), 0.0, step
@@ -359,33 +322,15 @@ def train(
     loss_sum, loss_steps = torch.zeros((), device=dev), 0  # training loss since the last evaluation, summed on the device
     bar = tqdm(total=iterations, initial=step, desc="train", file=sys.stderr, dynamic_ncols=True, disable=not env.is_main)
     while step < iterations:
-        epoch, offset = divmod(step, steps_per_epoch)
-        if epoch != perm_epoch:
-            batches, max_lengths = epoch_batches(lengths, batch_size, seed, epoch, bucket_by_length)
-            if all_positions and env.is_distributed:  # ranks' slices hold different numbers of targets
-                targets = windows.n_targets[batches]  # [steps_per_epoch, batch_size], CPU: no sync
-                rank_weights = env.world_size * shard(targets.T, env).sum(dim=0) / targets.sum(dim=1)
-            else:
-                rank_weights = None
-            batches = batches.to(dev) if resident is not None else batches  # once per epoch: no copy per step
-            perm_epoch = epoch
-        index = shard(batches[offset], env)  # the global batch is identical on every rank
-        if resident is not None:
-            batch = resident.batch(index)
-        elif all_positions:
-            batch = window_batch(windows, index, sem_ids, dev)
-        else:
-            batch = data_batch(train_data, index, sem_ids, dev)
-        if max_lengths is not None:  # the global batch's longest history (CPU, no sync); compiled: never 1 column
-            batch = trim_history(batch, max_lengths[offset], min_length=2 if compile_model else 1)
+        batch, rank_weight = stream.batch(step)
         loss, grad_norm = train_step(model, forward, batch, opt, autocast, trie=trie if constrained_softmax else None,
                                      micro_batch_size=micro_batch_size, grad_clip=grad_clip, compiled=compile_model,
                                      no_sync=ddp_model.no_sync if env.is_distributed else None,
-                                     rank_weight=1.0 if rank_weights is None else float(rank_weights[offset]),
+                                     rank_weight=rank_weight,
                                      history_unlikelihood=history_unlikelihood)
         scheduler.step()
-        if averaged is not None:  # one fused update; weight 1 at the first step copies the weights exactly
-            torch._foreach_lerp_(*ema_pairs, 1.0 if step == 0 else 1 - ema_decay)
+        if average is not None:
+            average.update(first=step == 0)
         step += 1
         nonfinite.update(loss, step)
         loss_sum += loss.detach()
@@ -416,7 +361,7 @@ def train(
         loss_sum.zero_()
         loss_steps = 0
         metrics = {k: v for k, v in found[selected_on]["tiger"].items() if k.split("@")[0] in ("recall", "ndcg")}
-        record = {"step": step, "examples_seen": round(step * examples_per_step), "train_loss": train_loss,
+        record = {"step": step, "examples_seen": round(step * stream.examples_per_step), "train_loss": train_loss,
                   "wall_seconds": round(seconds_before + time.time() - start_time, 1), **curve_fields(found, selected_on)}
         history.append(record)
         if env.is_main:

@@ -16,7 +16,7 @@ import torch
 
 from data.batching import data_batch
 from data.processed import SeqData
-from evaluation.learning_health import coverage_and_top1_share, level_nll_sums
+from evaluation.learning_health import coverage_and_top1_share, level_nll_sums, prior_nll
 from evaluation.retrieval import METRIC_KS, baseline_topk, recommend, retrieval_metrics
 from modules.model import EncoderDecoderRetrievalModel
 from modules.semantic_id_trie import SemanticIdTrie
@@ -54,6 +54,23 @@ def floor_rows(train: SeqData, data: SeqData, index: torch.Tensor | None = None,
                                  **{k: v for k, v in topk_health(top, data.n_items, env).items() if k != "top1_share"}}
                           for name, top in ranked.items()}
     return rows
+
+
+def validation_baselines(train: SeqData, valid: SeqData, index: torch.Tensor, sem_ids: torch.Tensor,
+                         selected_on: str) -> dict:
+    """What a decoder run's validation numbers are read against (its baselines.json), on validation examples
+    `index`: the floors under both protocols (popularity, the transition baseline), those of the selection
+    protocol also at the top level, and the per-level NLL of a history-blind prior (evaluation/learning_health.py)."""
+    floors = floor_rows(train, valid, index)  # {protocol: {"popularity": .., "transition": ..}}
+    return {"protocol": selected_on, **floors[selected_on], **floors,
+            "prior_nll": prior_nll(sem_ids, train.targets, valid.targets[index]).tolist()}
+
+
+def baselines_lines(baselines: dict) -> list[str]:
+    """validation_baselines(...) as log lines."""
+    lines = [f"valid {name} ({protocol}): " + " ".join(f"{k} {v:.4f}" for k, v in baselines[protocol][name].items())
+             for protocol in PROTOCOLS for name in ("popularity", "transition")]
+    return lines + ["valid prior NLL per level (history ignored): " + " ".join(f"{v:.3f}" for v in baselines["prior_nll"])]
 
 
 @torch.no_grad()

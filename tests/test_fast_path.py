@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import data.batching
+import data.training_stream
 import train_decoder
 from evaluation.retrieval import recommend
 from tests.fixtures import without_wall_time
@@ -33,7 +34,7 @@ def test_bucketed_trimmed_batches_train_like_the_same_batches_padded(stage1, mon
     # No dropout: the padded and the trimmed forward then compute the same function.
     bucketed = ("train.bucket_by_length=True", "train.dropout=0.0")
     trimmed_result, trimmed = train_run(stage1, "trimmed", 20, *bucketed)
-    monkeypatch.setattr(train_decoder, "trim_history", lambda batch, length, **_: batch)  # same batches, full padding
+    monkeypatch.setattr(data.training_stream, "trim_history", lambda batch, length, **_: batch)  # same batches, full padding
     padded_result, padded = train_run(stage1, "padded", 20, *bucketed)
     for k in padded:
         torch.testing.assert_close(trimmed[k], padded[k], rtol=1e-4, atol=1e-5)
@@ -47,7 +48,7 @@ def test_bucketed_trimmed_batches_train_like_the_same_batches_padded(stage1, mon
 def test_bucketed_batches_are_trimmed_and_resume_exactly(stage1, monkeypatch):
     widths = []
     real_trim = data.batching.trim_history
-    monkeypatch.setattr(train_decoder, "trim_history",
+    monkeypatch.setattr(data.training_stream, "trim_history",
                         lambda batch, length, **kw: widths.append(int(length)) or real_trim(batch, length, **kw))
     # eval_sort_by_length off: only the training batches go through trim_history here
     train_run(stage1, "resumed", 20, "train.bucket_by_length=True", "train.resident_data=True", "train.eval_sort_by_length=False")

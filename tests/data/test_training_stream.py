@@ -1,0 +1,75 @@
+import pytest
+import torch
+
+from data.batching import data_batch, trim_history, window_batch
+from data.processed import SeqData
+from data.training_stream import TrainingStream, epoch_batches
+from data.windows import TrainingWindows
+from modules.tokenizer import SemanticIdTokenizer
+from runtime.distributed import DistEnv
+from runtime.errors import ConfigError
+from tests.fixtures import write_amazon_raw
+
+CPU = torch.device("cpu")
+ONE = DistEnv(rank=0, world_size=1, local_rank=0, device=CPU)
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    base = tmp_path_factory.mktemp("stream")
+    root = write_amazon_raw(base / "amazon", n_users=30, n_items=40)
+    train = SeqData(str(root), "amazon", "beauty", "train", max_seq_len=20, cache_dir=str(base / "cache"))
+    codes = torch.randint(0, 4, (40, 3), generator=torch.Generator().manual_seed(0))
+    return train, SemanticIdTokenizer.from_codes(codes, codebook_size=8).sem_ids
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_epoch_batches_are_a_permutation_fixed_by_seed_and_epoch():
+    lengths = torch.arange(1, 104) % 7 + 1
+    batches, max_lengths = epoch_batches(lengths, 10, seed=5, epoch=2, bucket_by_length=False)
+    assert batches.shape == (10, 10) and max_lengths is None
+    assert len(torch.unique(batches)) == 100  # each example at most once per epoch
+    assert torch.equal(batches, torch.randperm(103, generator=torch.Generator().manual_seed(7))[:100].view(10, 10))
+    other, _ = epoch_batches(lengths, 10, seed=5, epoch=3, bucket_by_length=False)
+    assert not torch.equal(batches, other)
+
+
+def test_steps_read_their_epochs_batches_and_a_new_stream_resumes_at_any_step(toy):
+    train, sem_ids = toy
+    stream = TrainingStream(train, sem_ids, 8, seed=3, all_positions=False, bucket_by_length=False, resident=False,
+                            device=CPU, env=ONE)
+    per_epoch = len(train) // 8
+    assert stream.steps_per_epoch == per_epoch and stream.examples_per_step == 8
+    walked = [stream.batch(step) for step in range(2 * per_epoch + 1)]  # into a third epoch
+    second, _ = epoch_batches(train.history_lengths, 8, 3, 1, False)
+    batch, weight = walked[per_epoch + 2]
+    assert weight == 1.0 and same(batch, data_batch(train, second[2], sem_ids, CPU))
+    resumed = TrainingStream(train, sem_ids, 8, seed=3, all_positions=False, bucket_by_length=False, resident=False,
+                             device=CPU, env=ONE)
+    assert same(resumed.batch(per_epoch + 2)[0], batch)  # a resumed run, fresh stream, same batch
+
+
+def test_resident_bucketed_and_window_streams_build_what_the_host_builds(toy):
+    train, sem_ids = toy
+    kwargs = dict(bucket_by_length=True, device=CPU, env=ONE, min_length=2)
+    host = TrainingStream(train, sem_ids, 4, seed=1, all_positions=False, resident=False, **kwargs)
+    resident = TrainingStream(train, sem_ids, 4, seed=1, all_positions=False, resident=True, **kwargs)
+    batches, max_lengths = epoch_batches(train.history_lengths, 4, 1, 0, True)
+    expected = trim_history(data_batch(train, batches[1], sem_ids, CPU), max_lengths[1], min_length=2)
+    assert same(host.batch(1)[0], expected) and same(resident.batch(1)[0], expected)
+    windows = TrainingStream(train, sem_ids, 2, seed=1, all_positions=True, resident=False, **kwargs)
+    reference = TrainingWindows(train)
+    assert windows.n_units == len(reference) and windows.examples_per_step == pytest.approx(2 * len(train) / len(reference))
+    batches, max_lengths = epoch_batches(reference.lengths, 2, 1, 0, True)
+    expected = trim_history(window_batch(reference, batches[0], sem_ids, CPU), max_lengths[0], min_length=2)
+    assert same(windows.batch(0)[0], expected)
+
+
+def test_a_batch_larger_than_the_split_is_refused_naming_the_binding(toy):
+    train, sem_ids = toy
+    with pytest.raises(ConfigError, match=f"train.batch_size = 1000 exceeds the {len(train)} training examples"):
+        TrainingStream(train, sem_ids, 1000, seed=1, all_positions=False, bucket_by_length=False, resident=False,
+                       device=CPU, env=ONE)
