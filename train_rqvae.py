@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import gin
 import torch.distributed
@@ -31,7 +33,7 @@ from runtime.atomic_io import atomic_write_text
 from runtime.checkpointing import (CheckpointError, check_resume_config, gin_bindings, gin_defaults, load_checkpoint,
                                    save_checkpoint, seed_all)
 from modules.codebook_health import code_counts, codebook_perplexity, codebook_usage, restart_dead_codes
-from runtime.distributed import (all_gather_cat, all_reduce_sum, barrier, broadcast_module, init_distributed,
+from runtime.distributed import (DistEnv, all_gather_cat, all_reduce_sum, barrier, broadcast_module, init_distributed,
                                  rank_rng_states, restore_rank_rng_states, shard, wrap_ddp)
 from runtime.errors import ConfigError
 from runtime.gin_cli import check_choice, check_non_negative, check_positive, run_entry_point
@@ -71,6 +73,33 @@ def evaluate(model: RqVae, eval_features: torch.Tensor, all_features: torch.Tens
     metrics.update(collision_stats(ids.cpu()))
     model.train()
     return metrics
+
+
+def check_bindings(b: dict[str, Any]) -> None:
+    """train()'s arguments `b` in range, each error naming its binding."""
+    check_positive(**{k: b[k] for k in ("hidden_dims", "latent_dim", "codebook_size", "n_layers", "kmeans_iters",
+                                        "dead_code_window", "learning_rate", "batch_size", "iterations", "eval_every",
+                                        "checkpoint_every", "num_threads")})
+    check_non_negative(**{k: b[k] for k in ("collaborative_dim", "collaborative_weight", "commitment_weight",
+                                            "weight_decay")})
+    if not 0 <= b["held_out_fraction"] < 1:
+        raise ConfigError(f"train.held_out_fraction = {b['held_out_fraction']!r}: must be in [0, 1)",
+                          binding="held_out_fraction")
+    check_choice(optimizer=(b["optimizer"], tuple(OPTIMIZERS)), forward_mode=(b["forward_mode"], FORWARD_MODES))
+
+
+def resume_run(state: dict, path: Path, env: DistEnv, model: RqVae, opt: torch.optim.Optimizer,
+               counts: torch.Tensor) -> int:
+    """Load a checkpoint's weights, optimiser, code counts (on rank 0: the saved ones are summed over ranks)
+    and this rank's RNG -> its step."""
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    if env.is_main:
+        counts.copy_(state["code_counts"])
+    restore_rank_rng_states(state["rng"], env)
+    if env.is_main:
+        print(f"resumed from {path} at step {state['step']}", file=sys.stderr)
+    return state["step"]
 
 
 # train.optimizer: AdamW is the steadier default; Adagrad is the TIGER paper's choice (Sec. 4.1: Adagrad, lr 0.4)
@@ -116,15 +145,7 @@ def train(
     wandb_project: str = "tiger-rqvae",
 ) -> dict:
     start_time = time.time()
-    check_positive(hidden_dims=hidden_dims, latent_dim=latent_dim, codebook_size=codebook_size, n_layers=n_layers,
-                   kmeans_iters=kmeans_iters, dead_code_window=dead_code_window, learning_rate=learning_rate,
-                   batch_size=batch_size, iterations=iterations, eval_every=eval_every, checkpoint_every=checkpoint_every,
-                   num_threads=num_threads)
-    check_non_negative(collaborative_dim=collaborative_dim, collaborative_weight=collaborative_weight,
-                       commitment_weight=commitment_weight, weight_decay=weight_decay)
-    if not 0 <= held_out_fraction < 1:
-        raise ConfigError(f"train.held_out_fraction = {held_out_fraction!r}: must be in [0, 1)", binding="held_out_fraction")
-    check_choice(optimizer=(optimizer, tuple(OPTIMIZERS)), forward_mode=(forward_mode, FORWARD_MODES))
+    check_bindings(dict(locals()))  # before anything is read or written
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     env = init_distributed(None if device == "auto" else device)  # one process, or one per torchrun rank
@@ -164,20 +185,12 @@ def train(
     counts = torch.zeros(n_layers, codebook_size, dtype=torch.long, device=device)  # this rank's code picks since last restart
     step, last_saved_step = 0, None
     if state is not None:
-        saved_dim = state["model_kwargs"]["input_dim"]
-        if saved_dim != catalogue.feature_dim:  # e.g. the cache now holds another encoder's vectors
+        if state["model_kwargs"]["input_dim"] != catalogue.feature_dim:  # e.g. the cache now holds another encoder's vectors
             raise CheckpointError(
-                f"{checkpoint_path} was trained on {saved_dim}-d item features but {dataset}/{split} (encoder_model="
-                f"{encoder_model!r}, cache {cache_dir}) gives {catalogue.feature_dim}-d ones: choose another save_dir "
-                "or bind train.resume=False to start over")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if env.is_main:  # the saved counts are the sum over ranks: keep them once
-            counts = state["code_counts"].to(device)
-        step = last_saved_step = state["step"]
-        restore_rank_rng_states(state["rng"], env)
-        if env.is_main:
-            print(f"resumed from {checkpoint_path} at step {step}", file=sys.stderr)
+                f"{checkpoint_path} was trained on {state['model_kwargs']['input_dim']}-d item features but {dataset}/"
+                f"{split} (encoder_model={encoder_model!r}, cache {cache_dir}) gives {catalogue.feature_dim}-d ones: "
+                "choose another save_dir or bind train.resume=False to start over")
+        step = last_saved_step = resume_run(state, checkpoint_path, env, model, opt, counts)
     if env.is_main:  # only once the run is known to start or resume: a refused resume leaves config.gin alone
         claim_run_folder(out_dir)  # one run at a time writes it; an unwritable folder fails here
         atomic_write_text(gin.operative_config_str(), out_dir / "config.gin")
