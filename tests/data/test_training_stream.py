@@ -2,25 +2,15 @@ import pytest
 import torch
 
 from data.batching import data_batch, trim_history, window_batch
-from data.processed import SeqData
 from data.training_stream import TrainingStream, epoch_batches
 from data.windows import TrainingWindows
 from modules.tokenizer import SemanticIdTokenizer
 from runtime.distributed import DistEnv
 from runtime.errors import ConfigError
-from tests.fixtures import write_amazon_raw
+from tests.data.test_batching import toy  # noqa: F401 (pytest fixture: 30 users, 40 items, random 3-code IDs)
 
 CPU = torch.device("cpu")
 ONE = DistEnv(rank=0, world_size=1, local_rank=0, device=CPU)
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    base = tmp_path_factory.mktemp("stream")
-    root = write_amazon_raw(base / "amazon", n_users=30, n_items=40)
-    train = SeqData(str(root), "amazon", "beauty", "train", max_seq_len=20, cache_dir=str(base / "cache"))
-    codes = torch.randint(0, 4, (40, 3), generator=torch.Generator().manual_seed(0))
-    return train, SemanticIdTokenizer.from_codes(codes, codebook_size=8).sem_ids
 
 
 def same(a: dict, b: dict) -> bool:
