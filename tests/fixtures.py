@@ -151,3 +151,11 @@ def without_wall_time(history: list[dict]) -> list[dict]:
     flat = lambda h: {f"{k}/{k2}": v2 for k, v in h.items() if isinstance(v, dict) for k2, v2 in v.items()}
     return [{**{k: v for k, v in h.items() if k != "wall_seconds" and not isinstance(v, dict)}, **flat(h)}
             for h in history]
+
+
+def toy_train_split(base: Path, max_seq_len: int):
+    """The training split (a SeqData) of a 30-user, 40-item Amazon fixture written under `base`."""
+    from data.processed import SeqData  # here: the raw-file writers above need nothing of the project
+
+    root = write_amazon_raw(base / "amazon", n_users=30, n_items=40)
+    return SeqData(str(root), "amazon", "beauty", "train", max_seq_len=max_seq_len, cache_dir=str(base / "cache"))

@@ -7,7 +7,7 @@ from data.batching import ResidentExamples, data_batch, length_bucketed_batches,
 from modules.model import EncoderDecoderRetrievalModel
 from modules.tokenizer import SemanticIdTokenizer
 from bench.make_movielens_standin import Size, make_standin
-from tests.fixtures import write_amazon_raw
+from tests.fixtures import toy_train_split
 
 
 def skewed_lengths(n: int, max_len: int = 20, seed: int = 0) -> torch.Tensor:
@@ -47,9 +47,7 @@ def test_one_batch_per_pool_is_plain_shuffling():
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    base = tmp_path_factory.mktemp("batching")
-    root = write_amazon_raw(base / "amazon", n_users=30, n_items=40)
-    train = SeqData(str(root), "amazon", "beauty", "train", max_seq_len=20, cache_dir=str(base / "cache"))
+    train = toy_train_split(tmp_path_factory.mktemp("batching"), max_seq_len=20)
     codes = torch.randint(0, 4, (40, 3), generator=torch.Generator().manual_seed(0))
     return train, SemanticIdTokenizer.from_codes(codes, codebook_size=8).sem_ids
 

@@ -5,10 +5,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data.batching import ResidentWindows, n_targets, trim_history, window_batch
-from data.processed import SeqData
 from data.splits import leave_one_out
 from data.windows import TrainingWindows, cut_windows, gather_windows
-from tests.fixtures import write_amazon_raw
+from tests.fixtures import toy_train_split
 
 
 def windows_of(lengths: list[int], max_seq_len: int, window_len: int):
@@ -67,9 +66,7 @@ def test_cut_windows_refuses_what_it_cannot_cut():
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    base = tmp_path_factory.mktemp("windows")
-    root = write_amazon_raw(base / "amazon", n_users=30, n_items=40)
-    train = SeqData(str(root), "amazon", "beauty", "train", max_seq_len=3, cache_dir=str(base / "cache"))
+    train = toy_train_split(tmp_path_factory.mktemp("windows"), max_seq_len=3)
     sem_ids = torch.randint(0, 8, (40, 4), generator=torch.Generator().manual_seed(0))
     return train, sem_ids
 
