@@ -185,11 +185,12 @@ def train(
     counts = torch.zeros(n_layers, codebook_size, dtype=torch.long, device=device)  # this rank's code picks since last restart
     step, last_saved_step = 0, None
     if state is not None:
-        if state["model_kwargs"]["input_dim"] != catalogue.feature_dim:  # e.g. the cache now holds another encoder's vectors
+        saved_dim = state["model_kwargs"]["input_dim"]
+        if saved_dim != catalogue.feature_dim:  # e.g. the cache now holds another encoder's vectors
             raise CheckpointError(
-                f"{checkpoint_path} was trained on {state['model_kwargs']['input_dim']}-d item features but {dataset}/"
-                f"{split} (encoder_model={encoder_model!r}, cache {cache_dir}) gives {catalogue.feature_dim}-d ones: "
-                "choose another save_dir or bind train.resume=False to start over")
+                f"{checkpoint_path} was trained on {saved_dim}-d item features but {dataset}/{split} (encoder_model="
+                f"{encoder_model!r}, cache {cache_dir}) gives {catalogue.feature_dim}-d ones: choose another save_dir "
+                "or bind train.resume=False to start over")
         step = last_saved_step = resume_run(state, checkpoint_path, env, model, opt, counts)
     if env.is_main:  # only once the run is known to start or resume: a refused resume leaves config.gin alone
         claim_run_folder(out_dir)  # one run at a time writes it; an unwritable folder fails here
