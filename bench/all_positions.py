@@ -59,6 +59,7 @@ from modules.embedding import SemIdEmbedder, UserIdEmbedder
 from modules.semantic_id_trie import SemanticIdTrie
 from modules.transformer import Encoder
 from runtime.optimizer import build_optimizer
+from bench.results_file import write_json
 
 MAX_SEQ_LEN, N_LEVELS, CODEBOOK_SIZE, N_ITEMS = 200, 4, 256, 5_000
 MEAN_RATINGS = 159  # MovieLens 32M: 32,000,204 ratings / 200,948 users
@@ -192,9 +193,7 @@ def main(argv: list[str] | None = None) -> dict:
         batch = f"{args.window_batch} windows" if "pass" in name or "all" in name else f"{args.example_batch} examples"
         print(f"| {name} | {batch} | {r['steps']} | {r['targets']:,} | {r['cpu_s']:.1f} | {r['targets_per_cpu_s']:,.0f} | "
               f"{r['targets_per_cpu_s'] / base:.1f}x |")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    write_json(args.json, result)
     return result
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+from bench.results_file import write_json
 
 CHECKPOINTS = ("rqvae/{run}/semantic_ids.pt", "rqvae/{run}/checkpoint.pt", "decoder/{run}/best.pt",
                "decoder/{run}/checkpoint.pt")
@@ -71,8 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     result = compare(args.before, args.after, args.run, args.protocol)
     print(json.dumps(result, indent=1))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    write_json(args.json, result)
     return result
 
 

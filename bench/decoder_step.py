@@ -35,6 +35,7 @@ import train_decoder
 from runtime.gin_cli import load_gin_config
 from modules.semantic_id_trie import SemanticIdTrie
 from runtime.optimizer import build_optimizer
+from bench.results_file import write_json
 
 N_LEVELS, CODEBOOK_SIZE = 4, 256  # 3 RQ-VAE codes + the collision token, as stage 1 writes them
 N_ITEMS = 12_101                  # a catalogue of Beauty's size (random IDs)
@@ -141,9 +142,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             torch.cuda.empty_cache()
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     print(markdown(args.config, str(device), rows))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    write_json(args.json, rows)
     return rows
 
 

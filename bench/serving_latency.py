@@ -22,6 +22,7 @@ import torch
 
 from data.processed import SeqData
 from serving import load_recommender
+from bench.results_file import write_json
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -87,9 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
     for r in rows:
         cells = [f"{r[k]:.1f}" if k in r else "" for k in ("p50_ms", "p90_ms", "p99_ms")]
         print(f"| {r['batch']} | {r['requests']:,} | {' | '.join(cells)} | {r['users_per_second']:,.0f} |")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+    write_json(args.json, out)
     return out
 
 

@@ -20,6 +20,7 @@ import sys
 import tempfile
 
 import torch
+from bench.results_file import write_json
 
 VARIANTS = {  # name -> extra gin bindings on top of the config
     "base": [],
@@ -77,9 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         ndcg = result["best_valid"]["ndcg@10"] if result["best_valid"] else float("nan")
         print(f"| {name} | {sps:.2f} | {sps * batch:,.0f} | {sps / base:.2f}x | {ndcg:.4f} |", flush=True)
         rows.append({"variant": name, "bindings": VARIANTS[name], "steps_per_second": sps, "examples_per_second": sps * batch})
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    write_json(args.json, rows)
 
 
 if __name__ == "__main__":

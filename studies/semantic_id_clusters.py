@@ -17,15 +17,13 @@ from pathlib import Path
 from data.processed import as_dataset, load_processed
 from evaluation.semantic_id_clusters import cluster_picture, stats_table, tokenizer_stats
 from modules.tokenizer import SemanticIdTokenizer
+from studies.cli import add_data_arguments
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m studies.semantic_id_clusters", description=__doc__.split("\n")[0])
     parser.add_argument("run", type=Path, help="a stage-1 run folder holding semantic_ids.pt")
-    parser.add_argument("--root", required=True, help="the data set folder (train.dataset_folder)")
-    parser.add_argument("--cache-dir", required=True)
-    parser.add_argument("--dataset", default="amazon")
-    parser.add_argument("--split", default="beauty")
+    add_data_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("clusters.png"))
     parser.add_argument("--largest", type=int, default=8)
     parser.add_argument("--titles", type=int, default=4)

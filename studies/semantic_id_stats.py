@@ -17,6 +17,7 @@ from pathlib import Path
 from data.processed import SeqData
 from modules.tokenizer import SemanticIdTokenizer
 from runtime.run_folder import existing_tokenizer_path
+from studies.cli import add_data_arguments
 
 HEADER = ("| tokenizer | valid transitions sharing code 1 | codes 1-2 | items sharing a 3-code prefix | "
           "largest group |\n|---|---:|---:|---:|---:|")
@@ -31,10 +32,7 @@ def shared_prefix_shares(sem_ids, last, target, levels: int) -> list[float]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("tokenizer_dirs", nargs="+")
-    parser.add_argument("--root", required=True, help="the data set folder (train.dataset_folder)")
-    parser.add_argument("--cache-dir", required=True)
-    parser.add_argument("--dataset", default="amazon")
-    parser.add_argument("--split", default="beauty")
+    add_data_arguments(parser)
     parser.add_argument("--label", action="append", help="one per tokenizer, in order (default: its folder name)")
     args = parser.parse_args(argv)
     labels = args.label or [Path(folder).name for folder in args.tokenizer_dirs]

@@ -48,10 +48,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-import torch
-
 from bench.device_info import device_name, software_versions
 from runtime.atomic_io import atomic_write_text
+from studies.cli import add_data_arguments, add_pipeline_arguments, check_pipeline_arguments
 
 REPO = Path(__file__).resolve().parents[1]
 ARM_NAME = re.compile(r"[A-Za-z0-9._-]+")
@@ -364,34 +363,15 @@ def markdown(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", required=True, help="the data set's folder holding raw/<split>/")
-    parser.add_argument("--dataset", default="amazon")
-    parser.add_argument("--split", default="beauty")
-    parser.add_argument("--cache-dir", default="cache", help="processed data and embedding cache")
+    add_data_arguments(parser, cache_dir="cache")
     parser.add_argument("--out-dir", required=True, help="a new folder: runs, sweep.json, sweep.md, sweep.log")
     parser.add_argument("--arms", default="gpu/gpu_sweep_arms.txt")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--rqvae-config", default="configs/rqvae_amazon_fast.gin")
-    parser.add_argument("--decoder-config", default="configs/decoder_amazon_fast.gin")
     parser.add_argument("--time-budget", type=float, default=500, help="seconds for stage 1 and every arm together")
     parser.add_argument("--min-arm-seconds", type=float, default=20, help="an arm with less time left is skipped")
-    parser.add_argument("--parallel", type=int, default=1, help="arms trained at a time on the device")
-    parser.add_argument("--gin", action="append", default=[], metavar="BINDING", help="binding for both stages")
-    parser.add_argument("--rqvae-gin", action="append", default=[], metavar="BINDING", help="binding for stage 1")
-    parser.add_argument("--decoder-gin", action="append", default=[], metavar="BINDING",
-                        help="binding for every arm, after the arm's own")
+    add_pipeline_arguments(parser, parallel_help="arms trained at a time on the device",
+                           decoder_gin_help="binding for every arm, after the arm's own")
     args = parser.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA GPU visible")
-    if args.parallel < 1:
-        raise SystemExit(f"--parallel {args.parallel}: expected 1 or more")
-    for name in ("rqvae_config", "decoder_config", "arms"):  # a path from here, or from the repository's root
-        path = getattr(args, name)
-        if not Path(path).is_file():
-            if not (REPO / path).is_file():
-                raise SystemExit(f"no such file: {path}")
-            path = str(REPO / path)
-        setattr(args, name, str(Path(path).resolve()))
+    check_pipeline_arguments(args, files=("rqvae_config", "decoder_config", "arms"))
     result = run_sweep(args)
     print(markdown(result), end="")
     return result

@@ -52,6 +52,7 @@ from runtime.atomic_io import atomic_write_text
 import evaluate  # noqa: E402
 import train_decoder  # noqa: E402
 import train_rqvae  # noqa: E402
+from studies.cli import add_data_arguments, add_pipeline_arguments, check_pipeline_arguments
 
 ENTRY_POINTS = {"train_rqvae": train_rqvae, "train_decoder": train_decoder, "evaluate": evaluate}
 
@@ -213,37 +214,19 @@ def markdown(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", required=True, help="the data set's folder holding raw/<split>/ (read-only is fine)")
-    parser.add_argument("--dataset", default="amazon")
-    parser.add_argument("--split", default="beauty")
-    parser.add_argument("--cache-dir", default="cache", help="processed data and embedding cache")
+    add_data_arguments(parser, cache_dir="cache")
     parser.add_argument("--out-dir", default="out/time_to_quality", help="run folders, logs, JSON and table")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
-    parser.add_argument("--parallel", type=int, default=1, help="seeds run at a time, each in its own process")
-    parser.add_argument("--rqvae-config", default="configs/rqvae_amazon_fast.gin")
-    parser.add_argument("--decoder-config", default="configs/decoder_amazon_fast.gin")
     parser.add_argument("--encoder-model", default=None, help="sentence encoder (default: the offline all-MiniLM-L6-v2)")
-    parser.add_argument("--gin", action="append", default=[], metavar="BINDING", help="binding for both stages")
-    parser.add_argument("--rqvae-gin", action="append", default=[], metavar="BINDING", help="binding for stage 1 only")
-    parser.add_argument("--decoder-gin", action="append", default=[], metavar="BINDING",
-                        help="binding for stage 2 and the test evaluation")
+    add_pipeline_arguments(parser, parallel_help="seeds run at a time, each in its own process",
+                           decoder_gin_help="binding for stage 2 and the test evaluation")
     args = parser.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA GPU visible (use --device cpu with the *_cpu.gin configs)")
-    if args.parallel < 1:
-        raise SystemExit(f"--parallel {args.parallel}: expected 1 or more")
+    check_pipeline_arguments(args)
     if len(set(args.seeds)) != len(args.seeds):
         raise SystemExit(f"--seeds {' '.join(map(str, args.seeds))}: a seed is named twice (one run folder per seed)")
     args.parallel = min(args.parallel, len(args.seeds))  # processes actually side by side
     if args.encoder_model is not None:
         args.rqvae_gin = [f'train.encoder_model="{args.encoder_model}"', *args.rqvae_gin]
-    for name in ("rqvae_config", "decoder_config"):  # a path from here, or from the repository's root
-        config = getattr(args, name)
-        if not Path(config).is_file():
-            if not (REPO / config).is_file():
-                raise SystemExit(f"no gin config {config}")
-            setattr(args, name, str(REPO / config))
     args.root, args.cache_dir = str(Path(args.root).resolve()), str(Path(args.cache_dir).resolve())
     out_dir = Path(args.out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)

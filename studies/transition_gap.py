@@ -24,6 +24,7 @@ from torch import Tensor
 
 from data.processed import SeqData
 from evaluation.retrieval import baseline_topk, retrieval_metrics
+from studies.cli import add_data_arguments
 
 TOP_K = 10
 
@@ -63,10 +64,7 @@ def read_topk(path: str | Path, targets: Tensor) -> tuple[Tensor, str | None]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("topk_files", nargs="+", help="evaluate.py --write-topk outputs")
-    parser.add_argument("--root", required=True, help="the data set folder (train.dataset_folder)")
-    parser.add_argument("--cache-dir", required=True)
-    parser.add_argument("--dataset", default="amazon")
-    parser.add_argument("--split", default="beauty")
+    add_data_arguments(parser)
     parser.add_argument("--max-seq-len", type=int, default=20, help="train.max_seq_len of the evaluated run")
     parser.add_argument("--eval-split", choices=("valid", "test"), default="valid")
     parser.add_argument("--keep-history", action="store_true",

@@ -82,7 +82,7 @@ def test_toy_pipeline_times_and_metrics_are_consistent(toy, capsys):
 
 def test_missing_config_is_named(toy):
     root, cache, out = toy
-    with pytest.raises(SystemExit, match="no gin config configs/nope.gin"):
+    with pytest.raises(SystemExit, match="no such file: configs/nope.gin"):
         time_to_quality.main(["--root", str(root), "--cache-dir", str(cache), "--out-dir", str(out), "--device", "cpu",
                               "--rqvae-config", "configs/nope.gin"])
 

@@ -1,0 +1,49 @@
+"""Command-line arguments the studies tools share: where the data set is and which of its splits."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, cache_dir: str | None = None) -> None:
+    """--root, --dataset, --split, --cache-dir (required where `cache_dir` is None, else its default): the
+    bindings train.dataset_folder, train.dataset, train.split and train.cache_dir of the runs a tool reads."""
+    parser.add_argument("--root", required=True, help="the data set's folder holding raw/<split>/ (train.dataset_folder; "
+                                                      "read-only is fine)")
+    parser.add_argument("--dataset", default="amazon")
+    parser.add_argument("--split", default="beauty")
+    parser.add_argument("--cache-dir", required=cache_dir is None, default=cache_dir,
+                        help="processed data and embedding cache (train.cache_dir)")
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def add_pipeline_arguments(parser: argparse.ArgumentParser, parallel_help: str, decoder_gin_help: str) -> None:
+    """--device, --parallel, both stages' configs and the --gin / --rqvae-gin / --decoder-gin bindings of a tool
+    that runs stage 1 then stage 2 (the fast recipe's configs by default)."""
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--parallel", type=int, default=1, help=parallel_help)
+    parser.add_argument("--rqvae-config", default="configs/rqvae_amazon_fast.gin")
+    parser.add_argument("--decoder-config", default="configs/decoder_amazon_fast.gin")
+    parser.add_argument("--gin", action="append", default=[], metavar="BINDING", help="binding for both stages")
+    parser.add_argument("--rqvae-gin", action="append", default=[], metavar="BINDING", help="binding for stage 1 only")
+    parser.add_argument("--decoder-gin", action="append", default=[], metavar="BINDING", help=decoder_gin_help)
+
+
+def check_pipeline_arguments(args: argparse.Namespace, files: tuple[str, ...] = ("rqvae_config", "decoder_config")) -> None:
+    """Refuse a CUDA device that is not there and --parallel < 1; make each of `files` (argument names) an absolute
+    path, read from here or else from the repository's root."""
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA GPU visible (use --device cpu with the *_cpu.gin configs)")
+    if args.parallel < 1:
+        raise SystemExit(f"--parallel {args.parallel}: expected 1 or more")
+    for name in files:
+        path = Path(getattr(args, name))
+        if not path.is_file():
+            if not (REPO / path).is_file():
+                raise SystemExit(f"no such file: {path} (--{name.replace('_', '-')})")
+            path = REPO / path
+        setattr(args, name, str(path.resolve()))
