@@ -46,17 +46,16 @@ from data.item_embeddings import cache_path
 from data.item_text import TEXT_TEMPLATE
 from data.processed import ItemData, SeqData, as_dataset, cache_folder, load_processed
 from runtime.atomic_io import atomic_write_text
+from studies.cli import add_data_arguments, add_pipeline_arguments, check_pipeline_arguments
 
 # The three entry points, imported before any of them parses a config (gin refuses new
 # configurables once a config has been parsed).
 import evaluate  # noqa: E402
 import train_decoder  # noqa: E402
 import train_rqvae  # noqa: E402
-from studies.cli import add_data_arguments, add_pipeline_arguments, check_pipeline_arguments
 
 ENTRY_POINTS = {"train_rqvae": train_rqvae, "train_decoder": train_decoder, "evaluate": evaluate}
 
-REPO = Path(__file__).resolve().parents[1]
 METRICS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
 STAGES = ("stage1_s", "stage2_s", "test_eval_s")
 
