@@ -290,7 +290,7 @@ def train(
     if resume and last_path.exists():
         step, best, history = resume_run(last_path, bindings, force_resume, tokenizer_file, tokenizer_hash, env,
                                          model=model, optimizer=opt, scheduler=scheduler,
-                                         ema=average.module if average is not None else None)
+                                         ema=evaluated if average is not None else None)
         seconds_before = history[-1]["wall_seconds"] if history else 0.0
     last_saved_step = step if step else None
     if env.is_main:  # only once the run is known to start or resume: a refused resume leaves config.gin alone
