@@ -38,3 +38,24 @@ def test_curve_table_row_reads_the_best_and_the_last_validation(tmp_path, capsys
     row = capsys.readouterr().out.strip().splitlines()[-1]
     # best NDCG@10 0.05 at step 20 (Recall@10 0.1 there), last 0.03 at step 30, first-code NLL 5.0 vs prior 5.4
     assert row.startswith("| lr1 | 0.0500 (20) | 0.1000 | 0.0300 (30) | 5.00 / 5.40 | 0.167 | 0.875 | 0.1 / 0.1 |")
+
+
+def test_curve_table_reads_the_asked_protocol_and_compares_runs_step_by_step(tmp_path, capsys):
+    from studies.curve_table import main as table
+
+    a = write_run(tmp_path / "base" / "amazon-beauty", [0.1, 0.5, 0.3])
+    b = write_run(tmp_path / "arm" / "amazon-beauty", [0.2, 0.4])  # stopped after two validations
+    for run, plain in ((a, [0.4, 0.2, 0.1]), (b, [0.1, 0.3])):  # the plain ranking's NDCG@10 per step
+        rows = [json.loads(line) for line in (run / "curve.jsonl").read_text().splitlines()]
+        for row, v in zip(rows, plain):
+            row["plain"] = {"ndcg@10": v / 10, "recall@10": v / 5, "coverage@10": 0.5, "top1_share": 0.5}
+        (run / "curve.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table([str(a), str(b), "--protocol", "plain", "--by-step"])
+    out = capsys.readouterr().out.strip().splitlines()
+    # on the plain ranking the base run is best at its first step (0.04), the arm at its second (0.03)
+    assert out[2].startswith("| base | 0.0400 (10) | 0.0800 | 0.0100 (30) | 5.40 / 5.40 |")
+    assert out[3].startswith("| arm | 0.0300 (20) | 0.0600 | 0.0300 (20) | 5.10 / 5.40 |")
+    assert out[-3:] == ["| 10 | 0.0400 / 5.40 | 0.0100 / 5.30 |", "| 20 | 0.0200 / 5.00 | 0.0300 / 5.10 |",
+                        "| 30 | 0.0100 / 5.20 |  |"]
+    with pytest.raises(SystemExit, match="no history_skipped metrics"):
+        table([str(a), "--protocol", "history_skipped"])
