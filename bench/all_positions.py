@@ -52,6 +52,7 @@ from torch import nn
 
 import train_decoder
 from bench.make_movielens_standin import user_activity
+from bench.results_file import write_json
 from data.batching import length_bucketed_batches, n_targets, sem_id_batch, trim_history, window_sem_id_batch
 from data.splits import gather_histories, leave_one_out
 from data.windows import cut_windows, gather_windows
@@ -59,7 +60,6 @@ from modules.embedding import SemIdEmbedder, UserIdEmbedder
 from modules.semantic_id_trie import SemanticIdTrie
 from modules.transformer import Encoder
 from runtime.optimizer import build_optimizer
-from bench.results_file import write_json
 
 MAX_SEQ_LEN, N_LEVELS, CODEBOOK_SIZE, N_ITEMS = 200, 4, 256, 5_000
 MEAN_RATINGS = 159  # MovieLens 32M: 32,000,204 ratings / 200,948 users

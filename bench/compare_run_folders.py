@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+
 from bench.results_file import write_json
 
 CHECKPOINTS = ("rqvae/{run}/semantic_ids.pt", "rqvae/{run}/checkpoint.pt", "decoder/{run}/best.pt",

@@ -30,12 +30,12 @@ import gin
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from bench.results_file import write_json
 import runtime.precision
 import train_decoder
 from runtime.gin_cli import load_gin_config
 from modules.semantic_id_trie import SemanticIdTrie
 from runtime.optimizer import build_optimizer
-from bench.results_file import write_json
 
 N_LEVELS, CODEBOOK_SIZE = 4, 256  # 3 RQ-VAE codes + the collision token, as stage 1 writes them
 N_ITEMS = 12_101                  # a catalogue of Beauty's size (random IDs)

@@ -20,9 +20,9 @@ import time
 
 import torch
 
+from bench.results_file import write_json
 from data.processed import SeqData
 from serving import load_recommender
-from bench.results_file import write_json
 
 
 def percentile(values: list[float], q: float) -> float:

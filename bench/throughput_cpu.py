@@ -20,6 +20,7 @@ import sys
 import tempfile
 
 import torch
+
 from bench.results_file import write_json
 
 VARIANTS = {  # name -> extra gin bindings on top of the config

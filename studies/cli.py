@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+REPO = Path(__file__).resolve().parents[1]  # configs are found from here when not from the working folder
+
 
 def add_data_arguments(parser: argparse.ArgumentParser, cache_dir: str | None = None) -> None:
     """--root, --dataset, --split, --cache-dir (required where `cache_dir` is None, else its default): the
@@ -16,9 +18,6 @@ def add_data_arguments(parser: argparse.ArgumentParser, cache_dir: str | None = 
     parser.add_argument("--split", default="beauty")
     parser.add_argument("--cache-dir", required=cache_dir is None, default=cache_dir,
                         help="processed data and embedding cache (train.cache_dir)")
-
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser, parallel_help: str, decoder_gin_help: str) -> None:

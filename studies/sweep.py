@@ -50,9 +50,8 @@ from typing import NamedTuple
 
 from bench.device_info import device_name, software_versions
 from runtime.atomic_io import atomic_write_text
-from studies.cli import add_data_arguments, add_pipeline_arguments, check_pipeline_arguments
+from studies.cli import REPO, add_data_arguments, add_pipeline_arguments, check_pipeline_arguments
 
-REPO = Path(__file__).resolve().parents[1]
 ARM_NAME = re.compile(r"[A-Za-z0-9._-]+")
 # Bound by the sweep for every arm: where the data, the tokenizer and the runs are, and the device.
 RESERVED = ("dataset_folder", "dataset", "split", "cache_dir", "tokenizer_dir", "save_dir", "device", "resume")
