@@ -32,7 +32,8 @@ from runtime.errors import ConfigError, MissingFileError, exit_on_user_error
 from runtime.gin_cli import binding_source, check_choice, check_positive, entry_point_parser, parse_gin_args
 from modules.model import EncoderDecoderRetrievalModel
 from runtime import precision
-from evaluation.report import PROTOCOLS, REPORTED, evaluate_split, protocol_name
+from evaluation.protocols import PROTOCOLS, protocol_name
+from evaluation.report import REPORTED, evaluate_split
 from evaluation.retrieval import METRIC_KS, recommend
 from modules.tokenizer import SemanticIdTokenizer
 from runtime.run_folder import existing_tokenizer_path, run_dir

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from evaluation.report import PROTOCOLS
+from evaluation.protocols import PROTOCOLS
 from runtime.errors import DEBUG_ENV, ConfigError, exit_on_user_error
 from serving import Recommender, load_recommender
 from serving.recommender import USER_SPLITS

@@ -37,8 +37,8 @@ import torch.distributed
 from data.batching import micro_batches, n_targets
 from data.processed import SeqData
 from data.training_stream import TrainingStream
-from evaluation.report import (PROTOCOLS, baselines_lines, curve_fields, evaluate_split, protocol_name, validation_baselines,
-                               validation_line)
+from evaluation.protocols import PROTOCOLS, protocol_name
+from evaluation.report import baselines_lines, curve_fields, evaluate_split, validation_baselines, validation_line
 from evaluation.retrieval import METRIC_KS
 from modules.model import EncoderDecoderRetrievalModel, previous_items
 from modules.semantic_id_trie import SemanticIdTrie

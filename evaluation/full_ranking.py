@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from data.processed import SeqData
-from evaluation.report import PROTOCOLS
+from evaluation.protocols import PROTOCOLS
 
 
 

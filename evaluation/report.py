@@ -3,12 +3,7 @@ beam search and by the floors (popularity, transition), under both ranking proto
 Recall/NDCG@K, catalogue coverage and the learning-health signals. train_decoder.py's validation and
 evaluate.py both call `evaluate_split`, so a number means the same thing in both.
 
-The two ranking protocols, named in every record:
-  "plain"            the paper's (TIGER, Sec. 4): any catalogue item may be ranked, the user's own
-                     history included. Compare with the paper on this one only.
-  "history_skipped"  the items of the user's history (the model's input, its last max_seq_len items) are
-                     never ranked; the other items keep their order. In Amazon and MovieLens a user never
-                     meets an item twice, so this is a filter a deployed system would apply.
+The two ranking protocols (plain = the paper's, history_skipped) are defined in evaluation/protocols.py.
 """
 from __future__ import annotations
 
@@ -17,18 +12,13 @@ import torch
 from data.batching import data_batch
 from data.processed import SeqData
 from evaluation.learning_health import coverage_and_top1_share, level_nll_sums, prior_nll
+from evaluation.protocols import PROTOCOLS
 from evaluation.retrieval import METRIC_KS, baseline_topk, recommend, retrieval_metrics
 from modules.model import EncoderDecoderRetrievalModel
 from modules.semantic_id_trie import SemanticIdTrie
 from runtime.distributed import DistEnv, all_reduce_sum
 
-PROTOCOLS = ("plain", "history_skipped")
 REPORTED = ("recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10")
-
-
-def protocol_name(exclude_history: bool) -> str:
-    """train.eval_exclude_history -> the protocol it names (the one validation selects best.pt on)."""
-    return "history_skipped" if exclude_history else "plain"
 
 
 def topk_health(ranked: torch.Tensor, n_items: int, env: DistEnv | None = None) -> dict[str, float]:

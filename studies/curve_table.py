@@ -17,11 +17,11 @@ import argparse
 import json
 from pathlib import Path
 
+from evaluation.protocols import PROTOCOLS
 from studies.plot_curves import read_curve
 
 HEADER = ("| run | best NDCG@10 (step) | Recall@10 there | last NDCG@10 (step) | first-code NLL / prior | "
           "coverage@10 | top-1 share | minutes to best / in all |\n|---|---:|---:|---:|---:|---:|---:|---:|")
-PROTOCOLS = ("plain", "history_skipped")
 
 
 def protocol_curve(run: Path, protocol: str | None = None) -> list[dict]:

@@ -19,7 +19,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-PROTOCOLS = ("plain", "history_skipped")
+from evaluation.protocols import PROTOCOLS
+
 METRICS = ("recall@10", "ndcg@10")
 
 

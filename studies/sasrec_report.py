@@ -15,8 +15,9 @@ import json
 import statistics
 from pathlib import Path
 
+from evaluation.protocols import PROTOCOLS
+
 METRICS = ("recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10")
-PROTOCOLS = ("plain", "history_skipped")
 
 
 def load_runs(out: Path) -> list[dict]:
