@@ -30,7 +30,8 @@ import torch
 from data.processed import SeqData
 from data.sasrec_rows import ROW_MODES, sample_negatives, training_rows, user_item_keys
 from evaluation.full_ranking import rank_all_items
-from evaluation.report import PROTOCOLS, floor_rows
+from evaluation.protocols import PROTOCOLS
+from evaluation.report import floor_rows
 from evaluation.retrieval import METRIC_KS, retrieval_metrics
 from modules.sasrec import LOSSES, SASRec
 from runtime.atomic_io import atomic_write_text
