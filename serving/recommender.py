@@ -17,7 +17,8 @@ softmax: the other items keep their scores). The default is the one the run chos
 The user token: the model reads a hashed user id besides the history. Asked with `user=` (the data set's own
 user id), that user's token is read, as in training and evaluation. A history asked about without a user
 masks the token, so the model reads the history alone rather than the token of whichever ~11 users share
-some hash bucket (a choice: not measured against a fixed bucket).
+some hash bucket (a choice: not measured against a fixed bucket). A model trained with one user token for all
+(train.n_user_buckets = 1, the laptop recipe) reads that token for every history, as it did in training.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from typing import Any, Sequence
 import torch
 
 from data.processed import SeqData, as_dataset, load_processed
-from evaluation.report import PROTOCOLS, protocol_name
+from evaluation.protocols import PROTOCOLS, protocol_name
 from modules.beam_search import constrained_beam_search
 from modules.model import EncoderDecoderRetrievalModel
 from modules.tokenizer import SemanticIdTokenizer
@@ -184,13 +185,15 @@ class Recommender:
         return [[self.item_index[str(i)] for i in h] for h in histories]
 
     def user_numbers(self, users: list[ItemId | None]) -> list[int]:
-        """Own user ids -> the model's user numbers (-1: no user, its token masked)."""
+        """Own user ids -> the model's user numbers (-1: no user, its token masked; with one user token for all,
+        every history reads it, as in training)."""
         unknown = list(dict.fromkeys(str(u) for u in users if u is not None and str(u) not in self.user_index))
         if unknown:
             raise RequestError(f"unknown user id{'s' if len(unknown) > 1 else ''} "
                                f"{', '.join(repr(u) for u in unknown[:SHOWN_UNKNOWN])}: not a user of {self.name} "
                                f"({len(self.user_ids):,} users); leave user out to ask with the history alone")
-        return [-1 if u is None else self.user_index[str(u)] for u in users]
+        no_user = 0 if self.model.user_emb.n_buckets == 1 else -1
+        return [no_user if u is None else self.user_index[str(u)] for u in users]
 
     @torch.no_grad()
     def rank(self, histories: list[list[int]], users: list[int], k: int, skip_history: bool) -> tuple[torch.Tensor, torch.Tensor]:

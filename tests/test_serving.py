@@ -13,6 +13,7 @@ import recommend
 import train_decoder
 from data.processed import SeqData
 from evaluation.retrieval import recommend as evaluation_recommend
+from modules.embedding.user_id_embedder import UserIdEmbedder
 from modules.tokenizer import SemanticIdTokenizer
 from runtime.errors import CheckpointError, ConfigError, MissingFileError, RequestError
 from serving import Recommender, load_recommender
@@ -89,6 +90,18 @@ def test_a_history_without_a_user_reads_the_history_alone(run):
         rec.model.user_emb.emb.weight.mul_(-3.0)
     assert rec.recommend(history, 10) == alone
     assert [a.score for a in rec.recommend(history, 10, user=REVIEWER(0))] != [a.score for a in user]
+
+
+def test_with_one_user_token_for_all_a_history_reads_it_with_or_without_a_user(run):
+    root, _ = run
+    rec = load_recommender(run_folder(root), device="cpu")
+    rec.model.user_emb = UserIdEmbedder(1, rec.model.user_emb.emb.embedding_dim)  # as trained with train.n_user_buckets = 1
+    history = [ASIN(5), ASIN(17), ASIN(2)]
+    alone = rec.recommend(history, 10)
+    assert same(alone, rec.recommend(history, 10, user=REVIEWER(0))) and same(alone, rec.recommend(history, 10, user=REVIEWER(7)))
+    with torch.no_grad():  # the shared token is read (not masked): changing it moves the user-less answer
+        rec.model.user_emb.emb.weight.mul_(-3.0)
+    assert [a.score for a in rec.recommend(history, 10)] != [a.score for a in alone]
 
 
 def command_line(monkeypatch, *args: str) -> int:
