@@ -76,7 +76,7 @@ def test_a_variant_includes_its_base_from_any_working_directory(tmp_path, monkey
     monkeypatch.chdir(tmp_path)  # neither the base nor its own include are below the working directory
     parse_gin_args(train_decoder.train, [str(mine)])
     bound = gin.get_bindings(train_decoder.train)
-    assert bound["iterations"] == 5 and bound["d_model"] == 64 and bound["n_user_buckets"] == 2000  # mine, cpu's, base's
+    assert bound["iterations"] == 5 and bound["d_model"] == 64 and bound["max_seq_len"] == 20  # mine, cpu's, base's
     assert (repo / "configs" / "decoder_amazon.gin").is_file()
 
 
