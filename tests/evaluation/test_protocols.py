@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 from evaluation.protocols import PROTOCOLS, protocol_name
 
@@ -14,5 +15,6 @@ def test_the_json_reading_studies_tools_load_no_torch():
     # names from this module, which must stay light
     code = ("import sys, studies.curve_table, studies.recipe_seeds, studies.sasrec_report; "
             "print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])  # the repository root, where the packages are
     assert out.stdout.strip() == "False"
