@@ -62,6 +62,9 @@ def test_toy_pipeline_times_and_metrics_are_consistent(toy, capsys):
         # The test metrics are what evaluate.py reports for that seed's run, recomputed here.
         again = evaluate.main(r["argv"]["evaluate.py"])
         assert r["test"] == {k: again["tiger"][k] for k in time_to_quality.METRICS}
+        assert r["protocol"] == again["protocol"] == "history_skipped"  # the laptop config selects on it
+        for protocol in ("plain", "history_skipped"):
+            assert r["test_by_protocol"][protocol] == {k: again[protocol]["tiger"][k] for k in time_to_quality.METRICS}
         # Validation metrics are the selected step's, from its own decoder run folder.
         best = torch.load(out / f"seed_{r['seed']}" / "decoder" / "amazon-beauty" / "best.pt", weights_only=True)
         assert best["manifest"]["step"] == r["best_step"]
@@ -76,6 +79,11 @@ def test_toy_pipeline_times_and_metrics_are_consistent(toy, capsys):
     for split in ("valid", "test"):
         for k in time_to_quality.METRICS:
             assert mean[split][k] == pytest.approx(sum(r[split][k] for r in saved["runs"]) / 2)
+    for k in time_to_quality.METRICS:
+        assert mean["test_by_protocol"]["plain"][k] == pytest.approx(
+            sum(r["test_by_protocol"]["plain"][k] for r in saved["runs"]) / 2)
+    mean_row = next(line for line in printed.splitlines() if line.startswith("| **mean of 2**"))
+    assert mean_row.endswith(f"| {mean['test_by_protocol']['plain']['ndcg@10']:.4f} |")  # the plain test, last column
     assert mean["total_s"] == pytest.approx(features["features_s"] + sum(mean[k] for k in time_to_quality.STAGES))
     assert "**mean of 2**" in printed and saved["device"] == "cpu" and saved["device_name"].startswith("CPU")
 
