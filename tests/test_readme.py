@@ -85,6 +85,15 @@ def test_headline_sasrec_rows_are_the_committed_runs():
         assert row[5].startswith(f"{round(min(minutes))}-{round(max(minutes))} min")
 
 
+def test_headline_laptop_wall_time_is_the_committed_timing():
+    timed = json.loads((REPO / "studies" / "results" / "laptop_recipe_timed_beauty_cpu.json").read_text())
+    run = timed["runs"][0]
+    row = next(r for r in table_rows(README[:README.index("## Install")]) if "`*_cpu.gin` (one user token" in r[0])
+    assert row[5].startswith(f"{round(timed['mean']['total_s'] / 60)} min from the raw files, alone")
+    assert f"stage 1 {run['stage1_s'] / 60:.1f} min, stage 2 {run['stage2_s'] / 60:.1f} min" in row[5]
+    assert timed["device"] == "cpu" and not timed["features"]["embeddings_cached"]  # raw files: the embedding timed too
+
+
 @pytest.mark.parametrize("label, result, recipe", [
     ("`*_cpu.gin` (one user token, 30 beams", "one_user_token_beauty_sports.json", "+ one user token (n_user_buckets = 1)"),
     ("the paper's 2,000 hashed user tokens (30 beams", "laptop_recipe_beam30.json", None),
