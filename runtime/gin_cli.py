@@ -241,9 +241,11 @@ def run_entry_point(train_fn: Callable, argv: Sequence[str] | None = None, descr
     with exit_on_user_error(command_line, argv):
         gin.clear_config()  # a fresh config per call (tests and notebooks call main() repeatedly)
         args = parse_gin_args(train_fn, argv, description=description)
+        finished = False
         try:
             with preemption.installed():  # SIGTERM / Ctrl-C: train() checkpoints the step it reached and returns
                 result = train_fn()
+            finished = True
         except ConfigError as e:  # a value checked inside train(): say where it was set
             if e.binding is None:
                 raise
@@ -251,9 +253,20 @@ def run_entry_point(train_fn: Callable, argv: Sequence[str] | None = None, descr
         finally:
             release_run_folders()
             if torch.distributed.is_initialized():
+                if finished:  # every rank arrives before any tears down (runtime.distributed.cleanup says why)
+                    torch.distributed.barrier()
                 torch.distributed.destroy_process_group()
     if int(os.environ.get("RANK", "0")) == 0:  # one JSON line per run, not per process
         print(json.dumps(result))
-    if command_line and result.get("stopped_by"):  # a scheduler reads the exit status: not "completed"
-        raise SystemExit(128 + int(signal.Signals[result["stopped_by"]]))
+    # a scheduler reads the exit status: a stopped run is not "completed"
+    status = 128 + int(signal.Signals[result["stopped_by"]]) if result.get("stopped_by") else 0
+    if command_line and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # A torchrun worker whose run is done and written leaves without interpreter finalisation: there gloo's
+        # threads can still release tensors, take the GIL of a dying interpreter and abort the process (SIGABRT,
+        # "terminate called without an active exception": one CI run; pytorch/pytorch PR 179291).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    if command_line and status:
+        raise SystemExit(status)
     return result
