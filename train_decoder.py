@@ -65,7 +65,7 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 LOG_EVERY = 100  # steps between reads of the training loss (each read waits for the GPU)
 # The bindings that shape the model (what build_model reads of train()'s arguments).
 MODEL_BINDINGS = ("n_user_buckets", "d_model", "n_heads", "d_head", "ff_dim", "n_encoder_layers", "n_decoder_layers",
-                  "dropout", "constrained_softmax", "item_tokens", "item_token_dropout", "all_positions")
+                  "dropout", "constrained_softmax", "item_tokens", "item_token_dropout", "all_positions", "history_bias")
 # Bindings that may change between a run and its resumption (extend a run, evaluation and logging;
 # validation metrics before and after a change of evaluation settings are compared as they are for best.pt).
 RESUMABLE_CHANGES = ("iterations", "resume", "force_resume", "eval_every", "eval_beam_width", "eval_batch_size",
@@ -99,7 +99,8 @@ def train_step(model: EncoderDecoderRetrievalModel, forward: Callable, batch: di
                rank_weight: float = 1.0, history_unlikelihood: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimiser step on this process's batch -> (its mean loss, the gradient norm before clipping),
     both on the device, unread. `forward` is the model, or its DDP wrapper or compiled forward; `trie`
-    (constrained softmax) restricts each level's softmax to codes that continue a valid ID; the batch is
+    (constrained softmax) restricts each level's softmax to codes that continue a valid ID (and, for a model
+    with history_bias, finds the codes that lead only to history items); the batch is
     cut into micro-batches of at most `micro_batch_size` whose gradients add up to the batch's; with DDP,
     `no_sync` (the wrapper's) keeps every micro-batch but the last from averaging gradients over ranks.
     The batch is per example (history [B, L, T], target [B, T]) or all positions (window batches: history
@@ -124,7 +125,9 @@ def train_step(model: EncoderDecoderRetrievalModel, forward: Callable, batch: di
             if negative is not None:
                 logits, negative_logits = logits
             valid = trie.path_masks(target) if trie is not None else None  # [b, (W,) T, K]
-            micro_loss = model.loss(logits, target, valid)
+            blocked = (trie.path_blocked(target, trie.item_ids(micro["history"]))  # [b, T, K]
+                       if model.history_bias is not None else None)
+            micro_loss = model.loss(logits, target, valid, blocked)
             if negative is not None:
                 negative_valid = trie.path_masks(negative) if trie is not None else None
                 micro_loss = micro_loss + history_unlikelihood * model.history_unlikelihood(negative_logits, negative,
@@ -158,6 +161,10 @@ def check_bindings(b: dict[str, Any]) -> None:
     if b["eval_beam_width"] < max(METRIC_KS):
         raise ConfigError(f"train.eval_beam_width={b['eval_beam_width']}: must be >= {max(METRIC_KS)} "
                           f"for Recall@{max(METRIC_KS)}", binding="eval_beam_width")
+    if b["history_bias"] and (b["all_positions"] or b["history_unlikelihood"]):
+        other = "all_positions = True" if b["all_positions"] else f"history_unlikelihood = {b['history_unlikelihood']}"
+        raise ConfigError(f"train.history_bias = True does not combine with train.{other} (not built): "
+                          "bind one of them", binding="history_bias")
     check_choice(optimizer=(b["optimizer"], tuple(OPTIMIZERS)), precision=(b["precision"], precisions.PRECISIONS),
                  compile_mode=(b["compile_mode"], COMPILE_MODES))
 
@@ -224,6 +231,7 @@ def train(
     constrained_softmax: bool = False,    # softmax over the codes that continue a valid ID only (modules/model.py)
     all_positions: bool = False,          # train every position of a window in one causal pass (not the paper's)
     history_unlikelihood: float = 0.0,    # weight of -log(1 - p(the item before the target)) (not the paper's)
+    history_bias: bool = False,           # a learned logit for codes leading only to history items (not the paper's)
     eval_every: int = 10_000,
     eval_beam_width: int = 10,
     eval_batch_size: int = 512,
@@ -323,7 +331,7 @@ def train(
     bar = tqdm(total=iterations, initial=step, desc="train", file=sys.stderr, dynamic_ncols=True, disable=not env.is_main)
     while step < iterations:
         batch, rank_weight = stream.batch(step)
-        loss, grad_norm = train_step(model, forward, batch, opt, autocast, trie=trie if constrained_softmax else None,
+        loss, grad_norm = train_step(model, forward, batch, opt, autocast, trie=trie if constrained_softmax or history_bias else None,
                                      micro_batch_size=micro_batch_size, grad_clip=grad_clip, compiled=compile_model,
                                      no_sync=ddp_model.no_sync if env.is_distributed else None,
                                      rank_weight=rank_weight,

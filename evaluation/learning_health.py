@@ -46,7 +46,9 @@ def level_nll_sums(model: torch.nn.Module, batches: Iterable[dict[str, Tensor]],
     count = 0
     for batch in batches:
         logits = model(batch["user_ids"], batch["history"], batch["target"])  # [B, T, K]
-        nll = model.level_nll(logits, batch["target"], trie.path_masks(batch["target"]))  # [B, T]
+        blocked = (trie.path_blocked(batch["target"], trie.item_ids(batch["history"]))
+                   if model.history_bias is not None else None)  # as in training
+        nll = model.level_nll(logits, batch["target"], trie.path_masks(batch["target"]), blocked)  # [B, T]
         sums += nll.sum(dim=0).double()
         count += len(nll)
     return sums, count

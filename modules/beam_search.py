@@ -58,8 +58,14 @@ def constrained_beam_search(model, batch: dict[str, Tensor], trie: SemanticIdTri
         scores = torch.zeros(B, device=device)                     # [B * beams]
         prefixes = torch.zeros(B, 0, dtype=torch.long, device=device)
         beams = 1
+        # a model with history_bias scores the codes that lead only to the user's own items with its learned logit
+        bias = getattr(model, "history_bias", None)  # stand-in models in tests have none
+        history_items = trie.item_ids(batch["history"]) if bias is not None else None  # [B, L]
         for depth in range(T):
             logits = model.decode(tokens, memory if depth == 0 else None, padding, cache, start=depth)[:, -1]
+            if history_items is not None:  # part of the model's logits: before the softmax, as in training
+                repeat = trie.blocked(depth, rearrange(nodes, "(b w) -> b w", b=B), history_items)
+                logits = logits.float() + bias[depth] * rearrange(repeat, "b w k -> (b w) k")
             allowed = trie.allowed(depth, nodes)                                    # [B*beams, K]
             if model.constrained_softmax:  # the softmax over valid codes only, as the model was trained
                 logp = torch.log_softmax(logits.float().masked_fill(~allowed, float("-inf")), dim=-1)

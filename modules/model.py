@@ -63,6 +63,7 @@ class EncoderDecoderRetrievalModel(nn.Module):
         n_items: int = 0,
         item_token_dropout: float = 0.0,
         causal_encoder: bool = False,
+        history_bias: bool = False,
     ) -> None:
         super().__init__()
         # Kept so a checkpoint can rebuild the model without the gin file.
@@ -75,6 +76,8 @@ class EncoderDecoderRetrievalModel(nn.Module):
         )
         if causal_encoder:  # recorded only when on: checkpoints written before it existed keep resuming
             self.kwargs["causal_encoder"] = True
+        if history_bias:  # the same
+            self.kwargs["history_bias"] = True
         # True: each position's softmax runs over the codes that extend the prefix to an existing item's ID
         # only (in training, teacher-forced along the target's own prefix; in beam search, along each beam's),
         # so the model's scores are log-probabilities over the catalogue's items and it need not spend
@@ -103,6 +106,12 @@ class EncoderDecoderRetrievalModel(nn.Module):
             self.cross_distance_bias = nn.Embedding(max_history + 1, n_heads)
         else:
             self.item_pos_emb = nn.Embedding(max_history, d_model)  # how recent the item a token belongs to is
+        # True (not the paper's): one learned logit per level, added to every code after which each completion
+        # is an item of the user's history (SemanticIdTrie.blocked), in training and in beam search alike: the
+        # model learns from its training targets how likely a repeat is (a repeat-or-explore score, as RepeatNet:
+        # Ren et al., AAAI 2019), instead of a filter deciding it. Zero at the start: the paper's model.
+        # Named *bias: no weight decay (runtime/optimizer.py).
+        self.history_bias = nn.Parameter(torch.zeros(n_levels)) if history_bias else None
         self.level_emb = nn.Embedding(n_levels, d_model)        # which of the item's T tokens it is
         self.decoder_pos_emb = nn.Embedding(n_levels, d_model)
         self.encoder = Encoder(n_encoder_layers, d_model, n_heads, d_head, ff_dim, dropout)
@@ -240,21 +249,27 @@ class EncoderDecoderRetrievalModel(nn.Module):
         logits = rearrange(self.decode(tokens, memory, bias), "(b w) t k -> b w t k", b=B)  # [B, rows, T, K]
         return logits if negative is None else (logits[:, :W], logits[:, W:])
 
-    def level_nll(self, logits: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
+    def level_nll(self, logits: Tensor, target: Tensor, valid: Tensor | None = None,
+                  blocked: Tensor | None = None) -> Tensor:
         """logits [B, T, K], target [B, T] -> [B, T] cross-entropy of each target token (all positions: logits
         [B, W, T, K], target [B, W, T] -> [B, W, T], 0 where the target is -1). valid [..., T, K]
-        (SemanticIdTrie.path_masks of the targets) is required when constrained_softmax is on."""
+        (SemanticIdTrie.path_masks of the targets) is required when constrained_softmax is on; blocked [B, T, K]
+        (SemanticIdTrie.path_blocked of the targets and the history's items) when history_bias is."""
         logits = logits.float()
+        if self.history_bias is not None:
+            if blocked is None:
+                raise ValueError("a model with history_bias needs the targets' history masks (trie.path_blocked)")
+            logits = logits + rearrange(self.history_bias, "t -> t 1") * blocked
         if self.constrained_softmax:
             if valid is None:
                 raise ValueError("a model with constrained_softmax needs the targets' valid-code masks (trie.path_masks)")
             logits = logits.masked_fill(~(valid | (target < 0)[..., None]), float("-inf"))  # not a target: no -inf row
         return F.cross_entropy(rearrange(logits, "b ... k -> b k ..."), target, ignore_index=-1, reduction="none")
 
-    def loss(self, logits: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
+    def loss(self, logits: Tensor, target: Tensor, valid: Tensor | None = None, blocked: Tensor | None = None) -> Tensor:
         """Mean cross-entropy over the target tokens (Sec. 3.2: next-token prediction of the ID): the B*T of
         [B, T] targets, or in all-positions mode those of the trained positions (each target's T tokens)."""
-        nll = self.level_nll(logits, target, valid)
+        nll = self.level_nll(logits, target, valid, blocked)
         return nll.mean() if target.dim() == 2 else nll.sum() / (target >= 0).sum()
 
     def history_unlikelihood(self, logits: Tensor, negative: Tensor, valid: Tensor | None = None) -> Tensor:

@@ -14,6 +14,7 @@ under a node, so `blocked` can tell which prefixes lead only to items a user mus
 from __future__ import annotations
 
 import torch
+from einops import rearrange
 from torch import Tensor
 
 
@@ -80,8 +81,9 @@ class SemanticIdTrie:
         under = ((child[:, :, None] == child[:, None, :]) & distinct[:, None, :]).sum(dim=-1)  # [B, E]
         full = distinct & (under == self.sizes[depth + 1][child.clamp(min=0)])
         hits = (nodes[:, :, None] == parent[:, None, :]) & full[:, None, :]      # [B, W, E]
-        codes = torch.nn.functional.one_hot(ids[..., depth], self.codebook_size)  # [B, E, K]
-        return torch.einsum("bwe,bek->bwk", hits.float(), codes.float()) > 0
+        codes = rearrange(ids[..., depth], "b e -> b 1 e").expand_as(hits)       # [B, W, E]: each item's code
+        out = torch.zeros(*hits.shape[:2], self.codebook_size, device=hits.device)
+        return out.scatter_add_(2, codes, hits.float()) > 0                        # [B, W, K]
 
     def path_masks(self, ids: Tensor) -> Tensor:
         """ids [..., T] full semantic IDs of existing items -> bool [..., T, K]: at each depth, the codes that
@@ -94,6 +96,21 @@ class SemanticIdTrie:
             masks.append(self.allowed(d, nodes))
             nodes = self.next_nodes(d, nodes, flat[:, d])
         return torch.stack(masks, dim=1).view(*ids.shape, self.codebook_size)
+
+    def path_blocked(self, ids: Tensor, exclude: Tensor) -> Tensor:
+        """ids [B, T] full semantic IDs, exclude [B, E] item ids per row (-1 = none) -> bool [B, T, K]: at each
+        depth, the codes after the ID's own prefix whose every completion is an excluded item of that row
+        (teacher forcing's view of `blocked`, as path_masks is of `allowed`)."""
+        nodes = torch.zeros(ids.shape[0], dtype=torch.long, device=ids.device)
+        blocked = []
+        for d in range(self.depth):
+            blocked.append(self.blocked(d, nodes[:, None], exclude)[:, 0])
+            nodes = self.next_nodes(d, nodes, ids[:, d])
+        return torch.stack(blocked, dim=1)
+
+    def item_ids(self, ids: Tensor) -> Tensor:
+        """ids [..., T] semantic IDs (-1 rows: padding) -> item ids [...], -1 for padding or an ID no item has."""
+        return self.lookup(ids.reshape(-1, self.depth)).view(ids.shape[:-1])
 
     def lookup(self, ids: Tensor) -> Tensor:
         """ids [M, T] full semantic IDs -> item ids [M], -1 for an ID that no item has."""

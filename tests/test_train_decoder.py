@@ -206,3 +206,25 @@ def test_a_tokenizer_of_another_catalogue_is_refused_before_training(stage1):
     with pytest.raises(train_decoder.ConfigError, match=f"{N_ITEMS + 3} items but amazon/beauty has {N_ITEMS}"):
         train_decoder.main(tiny_run_args(stage1, 10))
     assert not (stage1 / "decoder" / "amazon-beauty" / "checkpoint.pt").exists()
+
+
+def test_history_bias_learns_is_saved_and_evaluate_reproduces_validation(stage1, capsys):
+    """A run with the learned history logit: the bias leaves zero, best.pt records it, and evaluate.py rebuilds the
+    model and gets validation's numbers back (the bias applied in its beam search as in training's)."""
+    import evaluate
+
+    bias = ["--gin", "train.history_bias=True", "--gin", "train.constrained_softmax=True"]
+    result = run(tiny_run_args(stage1, 20, bias), capsys)
+    state = torch.load(result["best_checkpoint"], weights_only=True)
+    assert state["model_kwargs"]["history_bias"] is True
+    assert state["model"]["history_bias"].abs().sum() > 0  # it learns (it starts at zero)
+    valid = evaluate.main(tiny_run_args(stage1, 20, bias) + ["--split", "valid"])
+    for k in evaluate.REPORTED:
+        assert valid["tiger"][k] == pytest.approx(result["best_valid"][k])
+
+
+@pytest.mark.parametrize("other", ["train.all_positions=True", "train.history_unlikelihood=1.0"])
+def test_history_bias_refuses_what_it_does_not_combine_with(stage1, other):
+    with pytest.raises(train_decoder.ConfigError, match="history_bias"):
+        train_decoder.main(tiny_run_args(stage1, 10, ["--gin", "train.history_bias=True", "--gin", other]))
+    assert not (stage1 / "decoder").exists()
