@@ -99,8 +99,8 @@ def train_step(model: EncoderDecoderRetrievalModel, forward: Callable, batch: di
                rank_weight: float = 1.0, history_unlikelihood: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimiser step on this process's batch -> (its mean loss, the gradient norm before clipping),
     both on the device, unread. `forward` is the model, or its DDP wrapper or compiled forward; `trie`
-    (constrained softmax) restricts each level's softmax to codes that continue a valid ID (and, for a model
-    with history_bias, finds the codes that lead only to history items); the batch is
+    gives the masks the model asks for: with constrained softmax, each level's codes that continue a valid ID;
+    with history_bias, the codes that lead only to history items (a model with neither needs none); the batch is
     cut into micro-batches of at most `micro_batch_size` whose gradients add up to the batch's; with DDP,
     `no_sync` (the wrapper's) keeps every micro-batch but the last from averaging gradients over ranks.
     The batch is per example (history [B, L, T], target [B, T]) or all positions (window batches: history
@@ -124,12 +124,12 @@ def train_step(model: EncoderDecoderRetrievalModel, forward: Callable, batch: di
                 logits = forward(micro["user_ids"], micro["history"], target, negative)
             if negative is not None:
                 logits, negative_logits = logits
-            valid = trie.path_masks(target) if trie is not None else None  # [b, (W,) T, K]
+            valid = trie.path_masks(target) if model.constrained_softmax and trie is not None else None  # [b, (W,) T, K]
             blocked = (trie.path_blocked(target, trie.item_ids(micro["history"]))  # [b, T, K]
-                       if model.history_bias is not None else None)
+                       if model.history_bias is not None and trie is not None else None)
             micro_loss = model.loss(logits, target, valid, blocked)
             if negative is not None:
-                negative_valid = trie.path_masks(negative) if trie is not None else None
+                negative_valid = trie.path_masks(negative) if model.constrained_softmax and trie is not None else None
                 micro_loss = micro_loss + history_unlikelihood * model.history_unlikelihood(negative_logits, negative,
                                                                                             negative_valid)
             # the batch's mean loss: its micro-batches' means, each weighted by its share of the targets
@@ -331,7 +331,7 @@ def train(
     bar = tqdm(total=iterations, initial=step, desc="train", file=sys.stderr, dynamic_ncols=True, disable=not env.is_main)
     while step < iterations:
         batch, rank_weight = stream.batch(step)
-        loss, grad_norm = train_step(model, forward, batch, opt, autocast, trie=trie if constrained_softmax or history_bias else None,
+        loss, grad_norm = train_step(model, forward, batch, opt, autocast, trie=trie,
                                      micro_batch_size=micro_batch_size, grad_clip=grad_clip, compiled=compile_model,
                                      no_sync=ddp_model.no_sync if env.is_distributed else None,
                                      rank_weight=rank_weight,
