@@ -106,3 +106,22 @@ def test_headline_laptop_rows_are_the_mean_of_the_committed_runs(label, result, 
     assert f"seeds {seeds})" in row[0]
     assert [c.strip("*") for c in row[1:5]] == [f"{beauty[p]['tiger'][m]['mean']:.4f}"
                                               for p in ("plain", "history_skipped") for m in ("recall@10", "ndcg@10")]
+
+
+def test_headline_sports_table_is_the_committed_runs():
+    """The Sports table: TIGER's recipe row, SASRec's two losses and both floors against their committed JSON."""
+    start = README.index("| Sports |")
+    rows = table_rows(README[start:README.index("\n\n", start)])
+    cells = lambda label: next(r for r in rows if label in r[0])[1:5]
+    four = lambda get: [f"{get(p, m):.4f}" for p in ("plain", "history_skipped") for m in ("recall@10", "ndcg@10")]
+    report = json.loads((REPO / "studies" / "results" / "one_user_token_beauty_sports.json").read_text())
+    tiger = next(r for r in report["summary"] if r["split"] == "sports" and r["recipe"].startswith("+ one user token"))
+    assert tiger["seeds"] == [42, 43, 44] and "mean of seeds 42, 43, 44" in next(r for r in rows if "`*_cpu.gin`" in r[0])[0]
+    assert [c.strip("*") for c in cells("`*_cpu.gin`")] == four(lambda p, m: tiger[p]["tiger"][m]["mean"])
+    for label, name in (("most frequent next item", "transition"), ("most popular", "popularity")):
+        assert cells(label) == four(lambda p, m: tiger[p][name][m]["mean"])
+    sasrec = json.loads((REPO / "studies" / "results" / "sasrec_amazon.json").read_text())["rows"]
+    for label, loss in (("SASRec here, full-softmax", "ce"), ("SASRec here, the paper's BCE", "bce")):
+        runs = [r for r in sasrec if r["split"] == "sports" and r["model"] == "sasrec" and r["loss"] == loss]
+        assert sorted({r["seed"] for r in runs}) == [42, 43, 44]
+        assert cells(label) == four(lambda p, m: statistics.mean(r[m] for r in runs if r["protocol"] == p))
