@@ -6,6 +6,7 @@ import torch
 
 import data.processed
 from data.processed import SeqData
+import evaluate  # at import time: it registers its gin configurable, refused once a run locks the config
 import train_decoder
 from runtime.checkpointing import CheckpointError
 from modules.tokenizer import SemanticIdTokenizer
@@ -211,8 +212,6 @@ def test_a_tokenizer_of_another_catalogue_is_refused_before_training(stage1):
 def test_history_bias_learns_is_saved_and_evaluate_reproduces_validation(stage1, capsys):
     """A run with the learned history logit: the bias leaves zero, best.pt records it, and evaluate.py rebuilds the
     model and gets validation's numbers back (the bias applied in its beam search as in training's)."""
-    import evaluate
-
     bias = ["--gin", "train.history_bias=True", "--gin", "train.constrained_softmax=True"]
     result = run(tiny_run_args(stage1, 20, bias), capsys)
     state = torch.load(result["best_checkpoint"], weights_only=True)
