@@ -113,6 +113,8 @@ def train_step(model: EncoderDecoderRetrievalModel, forward: Callable, batch: di
     opt.zero_grad(set_to_none=True)
     loss = torch.zeros((), device=batch["target"].device)  # the batch mean, accumulated over its micro-batches
     micros = micro_batches(batch, micro_batch_size)
+    constrained = model.constrained_softmax and trie is not None  # the masks this model asks of the trie
+    repeats = model.history_bias is not None and trie is not None
     if compiled:  # a new training step: CUDA graphs ("reduce-overhead") may reuse the last step's outputs
         torch.compiler.cudagraph_mark_step_begin()
     for i, micro in enumerate(micros):
@@ -124,12 +126,11 @@ def train_step(model: EncoderDecoderRetrievalModel, forward: Callable, batch: di
                 logits = forward(micro["user_ids"], micro["history"], target, negative)
             if negative is not None:
                 logits, negative_logits = logits
-            valid = trie.path_masks(target) if model.constrained_softmax and trie is not None else None  # [b, (W,) T, K]
-            blocked = (trie.path_blocked(target, trie.item_ids(micro["history"]))  # [b, T, K]
-                       if model.history_bias is not None and trie is not None else None)
+            valid = trie.path_masks(target) if constrained else None  # [b, (W,) T, K]
+            blocked = trie.path_blocked(target, trie.item_ids(micro["history"])) if repeats else None  # [b, T, K]
             micro_loss = model.loss(logits, target, valid, blocked)
             if negative is not None:
-                negative_valid = trie.path_masks(negative) if model.constrained_softmax and trie is not None else None
+                negative_valid = trie.path_masks(negative) if constrained else None
                 micro_loss = micro_loss + history_unlikelihood * model.history_unlikelihood(negative_logits, negative,
                                                                                             negative_valid)
             # the batch's mean loss: its micro-batches' means, each weighted by its share of the targets
