@@ -71,16 +71,23 @@ def test_headline_floors_are_evaluate_py_output():
         assert row[1:5] == [f"{result[p][name][m]:.4f}" for p in ("plain", "history_skipped") for m in ("recall@10", "ndcg@10")]
 
 
-def test_headline_sasrec_rows_are_the_committed_runs():
+def sasrec_seed_means(split: str, loss: str) -> tuple[list[dict], list[int], list[str]]:
+    """The committed SASRec test rows of one split and loss, their seeds, and the headline's four cells (plain and
+    history-skipped Recall@10, NDCG@10) as the mean over those seeds."""
     rows = json.loads((REPO / "studies" / "results" / "sasrec_amazon.json").read_text())["rows"]
+    runs = [r for r in rows if r["split"] == split and r["model"] == "sasrec" and r["loss"] == loss]
+    seeds = sorted({r["seed"] for r in runs})
+    mean = lambda p, m: statistics.mean(r[m] for r in runs if r["protocol"] == p)
+    return runs, seeds, [f"{mean(p, m):.4f}" for p in ("plain", "history_skipped") for m in ("recall@10", "ndcg@10")]
+
+
+def test_headline_sasrec_rows_are_the_committed_runs():
     table = table_rows(README[:README.index("## Install")])
     for label, loss in (("SASRec here, full-softmax", "ce"), ("SASRec here, the paper's BCE", "bce")):
         row = next(r for r in table if r[0].startswith(label))
-        runs = [r for r in rows if r["split"] == "beauty" and r["model"] == "sasrec" and r["loss"] == loss]
-        seeds = sorted({r["seed"] for r in runs})
+        runs, seeds, cells = sasrec_seed_means("beauty", loss)
         assert f"mean of seeds {seeds[0]}-{seeds[-1]}" in row[0] and seeds == list(range(seeds[0], seeds[-1] + 1))
-        mean = lambda p, m: sum(r[m] for r in runs if r["protocol"] == p) / len(seeds)
-        assert row[1:5] == [f"{mean(p, m):.4f}" for p in ("plain", "history_skipped") for m in ("recall@10", "ndcg@10")]
+        assert row[1:5] == cells
         minutes = [r["wall_seconds"] / 60 for r in runs if r["protocol"] == "plain"]
         assert row[5].startswith(f"{round(min(minutes))}-{round(max(minutes))} min")
 
@@ -120,8 +127,6 @@ def test_headline_sports_table_is_the_committed_runs():
     assert [c.strip("*") for c in cells("`*_cpu.gin`")] == four(lambda p, m: tiger[p]["tiger"][m]["mean"])
     for label, name in (("most frequent next item", "transition"), ("most popular", "popularity")):
         assert cells(label) == four(lambda p, m: tiger[p][name][m]["mean"])
-    sasrec = json.loads((REPO / "studies" / "results" / "sasrec_amazon.json").read_text())["rows"]
     for label, loss in (("SASRec here, full-softmax", "ce"), ("SASRec here, the paper's BCE", "bce")):
-        runs = [r for r in sasrec if r["split"] == "sports" and r["model"] == "sasrec" and r["loss"] == loss]
-        assert sorted({r["seed"] for r in runs}) == [42, 43, 44]
-        assert cells(label) == four(lambda p, m: statistics.mean(r[m] for r in runs if r["protocol"] == p))
+        _, seeds, means = sasrec_seed_means("sports", loss)
+        assert seeds == [42, 43, 44] and cells(label) == means
