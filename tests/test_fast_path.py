@@ -89,7 +89,8 @@ def test_length_sorted_trimmed_beam_search_returns_the_same_ranking(stage1):
     data = SeqData(str(stage1 / "amazon"), "amazon", "beauty", "valid", max_seq_len=20, cache_dir=str(stage1 / "cache"))
     torch.manual_seed(0)
     model = EncoderDecoderRetrievalModel(n_levels=4, codebook_size=8, max_history=20, n_user_buckets=50, d_model=32,
-                                         n_heads=2, d_head=16, ff_dim=64, n_encoder_layers=2, n_decoder_layers=2)
+                                         n_heads=2, d_head=16, ff_dim=64, n_encoder_layers=2, n_decoder_layers=2,
+                                         dropout=0.1)
     with torch.no_grad():  # weights far from the near-uniform init: well-separated scores, no ties
         for p in model.parameters():
             p.normal_(0, 0.5)

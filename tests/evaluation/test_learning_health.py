@@ -30,7 +30,8 @@ def test_prior_nll_of_a_level_the_prefix_fixes_is_zero():
 def test_level_nll_sums_equal_per_level_cross_entropy():
     torch.manual_seed(0)
     model = EncoderDecoderRetrievalModel(n_levels=3, codebook_size=5, max_history=4, n_user_buckets=3, d_model=8,
-                                         n_heads=2, d_head=4, ff_dim=16, n_encoder_layers=1, n_decoder_layers=1).eval()
+                                         n_heads=2, d_head=4, ff_dim=16, n_encoder_layers=1, n_decoder_layers=1,
+                                         dropout=0.1).eval()
     batches = [{"user_ids": torch.tensor([0, 1]), "history": torch.randint(0, 5, (2, 4, 3)), "target": torch.randint(0, 5, (2, 3))}
                for _ in range(2)]
     catalogue = torch.cartesian_prod(*[torch.arange(5)] * 3)  # every ID exists: the masks allow every code
@@ -52,7 +53,7 @@ def test_coverage_and_top1_share():
 def test_constrained_level_nll_renormalises_over_the_valid_codes():
     torch.manual_seed(0)
     kwargs = dict(n_levels=2, codebook_size=3, max_history=2, n_user_buckets=2, d_model=8, n_heads=1, d_head=8,
-                  ff_dim=8, n_encoder_layers=1, n_decoder_layers=1)
+                  ff_dim=8, n_encoder_layers=1, n_decoder_layers=1, dropout=0.1)
     model = EncoderDecoderRetrievalModel(**kwargs, constrained_softmax=True)
     catalogue = torch.tensor([[0, 1], [0, 2], [2, 0]])  # first codes {0, 2}; after 0: {1, 2}
     logits = torch.randn(1, 2, 3)

@@ -28,7 +28,8 @@ def tiny_setup():
     torch.manual_seed(0)
     sem_ids = torch.tensor([[a, b, 0] for a in range(4) for b in range(4)])  # [16, 3]
     model = EncoderDecoderRetrievalModel(n_levels=3, codebook_size=4, max_history=3, n_user_buckets=5, d_model=16,
-                                         n_heads=2, d_head=8, ff_dim=32, n_encoder_layers=1, n_decoder_layers=1).eval()
+                                         n_heads=2, d_head=8, ff_dim=32, n_encoder_layers=1, n_decoder_layers=1,
+                                         dropout=0.1).eval()
     histories = torch.tensor([[0, 1, 2], [3, -1, -1], [4, 5, -1], [6, 7, 0], [1, -1, -1], [12, 13, -1]])
     data = Split(histories, torch.tensor([3, 4, 6, 1, 2, 15]))
     train = Split(torch.tensor([[0, -1, -1], [1, -1, -1], [3, -1, -1]]), torch.tensor([1, 2, 4]))

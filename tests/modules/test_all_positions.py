@@ -144,8 +144,9 @@ def test_wide_beam_search_is_the_exact_ranking_of_the_causal_model():
 
 
 def test_the_paper_model_refuses_all_positions_targets_and_keeps_its_kwargs():
-    paper = EncoderDecoderRetrievalModel(n_levels=T, codebook_size=K, max_history=M, d_model=16, n_heads=2, d_head=8,
-                                         ff_dim=32, n_encoder_layers=1, n_decoder_layers=1)
+    paper = EncoderDecoderRetrievalModel(n_levels=T, codebook_size=K, max_history=M, n_user_buckets=7, d_model=16,
+                                         n_heads=2, d_head=8, ff_dim=32, n_encoder_layers=1, n_decoder_layers=1,
+                                         dropout=0.1)
     assert "causal_encoder" not in paper.kwargs  # checkpoints written before the option still match
     assert causal_model().kwargs["causal_encoder"] is True
     history = torch.zeros(1, 3, T, dtype=torch.long)

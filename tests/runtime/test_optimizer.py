@@ -7,7 +7,8 @@ from runtime.optimizer import build_optimizer, weight_decay_groups
 
 def tiny_model() -> EncoderDecoderRetrievalModel:
     return EncoderDecoderRetrievalModel(n_levels=4, codebook_size=8, max_history=5, n_user_buckets=7, d_model=16,
-                                        n_heads=2, d_head=8, ff_dim=32, n_encoder_layers=1, n_decoder_layers=1)
+                                        n_heads=2, d_head=8, ff_dim=32, n_encoder_layers=1, n_decoder_layers=1,
+                                        dropout=0.1)
 
 
 def test_decay_only_on_linear_maps_and_the_head():
