@@ -1,7 +1,6 @@
 """The first ten minutes of a new user (issue 12): each probe of the issue, run as the command line
 runs it (`main()` reading sys.argv), must end with one or two lines on stderr, exit status 2, no
 traceback, and nothing created or changed on disk."""
-import gzip
 import os
 import subprocess
 import sys

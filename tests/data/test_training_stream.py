@@ -4,7 +4,6 @@ import torch
 from data.batching import data_batch, trim_history, window_batch
 from data.training_stream import TrainingStream, epoch_batches
 from data.windows import TrainingWindows
-from modules.tokenizer import SemanticIdTokenizer
 from runtime.distributed import DistEnv
 from runtime.errors import ConfigError
 from tests.data.test_batching import toy  # noqa: F401 (pytest fixture: 30 users, 40 items, random 3-code IDs)

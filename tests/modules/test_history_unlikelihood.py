@@ -4,7 +4,7 @@ import torch
 
 from data.batching import sem_id_batch
 from modules.model import previous_items
-from tests.modules.test_all_positions import K, M, T, catalogue_and_trie, causal_model
+from tests.modules.test_all_positions import M, catalogue_and_trie, causal_model
 
 
 def test_previous_items_are_the_item_before_each_target_never_the_target_itself():

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 import train_decoder
-import train_rqvae
 from runtime.errors import CheckpointError, ConfigError
 from runtime.preemption import StopSignal
 from tests.test_train_decoder import stage1, tiny_run_args  # noqa: F401 (pytest fixture)
