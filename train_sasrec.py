@@ -110,7 +110,8 @@ def train(
     if batch_size > len(rows):
         raise ConfigError(f"train.batch_size = {batch_size} exceeds the {len(rows)} training rows", binding="batch_size")
     inputs, labels, row_users = rows.inputs.to(dev), rows.labels.to(dev), rows.users
-    model = SASRec(train_data.n_items, train_data.max_seq_len, d_model, n_blocks, n_heads, dropout).to(dev)
+    model = SASRec(train_data.n_items, train_data.max_seq_len, d_model=d_model, n_blocks=n_blocks, n_heads=n_heads,
+                   dropout=dropout).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=learning_rate, betas=(0.9, adam_beta2))
     print(f"{sum(p.numel() for p in model.parameters()):,} parameters; {len(train_data):,} training examples in "
           f"{len(rows):,} rows ({train_rows}); {len(valid_data):,} validation users; loss {loss}; device {dev}",

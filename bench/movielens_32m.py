@@ -123,7 +123,8 @@ def time_steps(work: Path) -> dict:
         return counter.get_total_flops()
 
     features = ItemData(root, "ml-32m", "ml-32m", subset="train", cache_dir=cache).features
-    rqvae = RqVae(input_dim=features.shape[1], hidden_dims=(512, 256, 128), latent_dim=32, codebook_size=256, n_layers=3)
+    rqvae = RqVae(input_dim=features.shape[1], hidden_dims=(512, 256, 128), latent_dim=32, codebook_size=256, n_layers=3,
+                  commitment_weight=0.25, forward_mode="ste")
     rqvae.init_codebooks(features[:1024], 20)
     opt = torch.optim.AdamW(rqvae.parameters(), lr=0.003)
 

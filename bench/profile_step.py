@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     # ---- stage 1: RQ-VAE step (forward with the fused/reference quantiser, backward, AdamW)
     features = ItemData(args.root, subset="train", cache_dir=args.cache_dir).features.to(device)
     rqvae = RqVae(input_dim=features.shape[1], hidden_dims=[512, 256, 128], latent_dim=32, codebook_size=256,
-                  n_layers=3, commitment_weight=0.25).to(device)
+                  n_layers=3, commitment_weight=0.25, forward_mode="ste").to(device)
     rqvae.init_codebooks(features[:1024], kmeans_iters=5)
     opt = torch.optim.AdamW(rqvae.parameters(), lr=3e-3)
 

@@ -44,12 +44,13 @@ class RqVae(nn.Module):
     def __init__(
         self,
         input_dim: int,
-        hidden_dims: Sequence[int] = (512, 256, 128),
-        latent_dim: int = 32,
-        codebook_size: int = 256,
-        n_layers: int = 3,
-        commitment_weight: float = 0.25,
-        forward_mode: str = "ste",
+        *,  # no defaults here: train_rqvae.train()'s gin signature holds the paper's values, once
+        hidden_dims: Sequence[int],
+        latent_dim: int,
+        codebook_size: int,
+        n_layers: int,
+        commitment_weight: float,
+        forward_mode: str,
     ) -> None:
         super().__init__()
         self.input_dim, self.latent_dim = input_dim, latent_dim

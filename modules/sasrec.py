@@ -68,8 +68,8 @@ class Block(nn.Module):
 
 
 class SASRec(nn.Module):
-    def __init__(self, n_items: int, max_seq_len: int, d_model: int = 50, n_blocks: int = 2, n_heads: int = 1,
-                 dropout: float = 0.5) -> None:
+    def __init__(self, n_items: int, max_seq_len: int, *, d_model: int, n_blocks: int, n_heads: int,
+                 dropout: float) -> None:  # no defaults here: train_sasrec.train()'s gin signature holds them, once
         super().__init__()
         # Kept so that a checkpoint can rebuild the model without the gin file.
         self.kwargs = dict(n_items=n_items, max_seq_len=max_seq_len, d_model=d_model, n_blocks=n_blocks,

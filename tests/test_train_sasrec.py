@@ -67,7 +67,7 @@ def test_negatives_avoid_the_users_training_items(amazon, one_thread):
 def test_history_skipped_ranking_is_the_plain_one_without_the_history(amazon, one_thread):
     torch.manual_seed(0)
     valid = seq_data(amazon, "valid", 20)
-    model = SASRec(N_ITEMS, 20, d_model=8, n_blocks=1)
+    model = SASRec(N_ITEMS, 20, d_model=8, n_blocks=1, n_heads=1, dropout=0.5)
     ranked = rank_all_items(model, valid, 10, batch_size=7, device=torch.device("cpu"))
     scores = model.item_logits(model.last_hidden(valid.histories)).detach()
     for row in range(len(valid)):

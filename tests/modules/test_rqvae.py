@@ -1,8 +1,10 @@
 import pytest
 import torch
 
+import train_rqvae
 from modules.quantize import FORWARD_MODES, Quantize
 from modules.rqvae import RqVae
+from runtime.gin_cli import train_defaults
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -12,11 +14,16 @@ VARIANTS = [dict(forward_mode=m) for m in FORWARD_MODES]
 
 def _model(**kwargs):
     torch.manual_seed(0)
-    return RqVae(input_dim=24, hidden_dims=(16, 12), latent_dim=6, codebook_size=8, n_layers=3, **kwargs)
+    sizes = dict(hidden_dims=(16, 12), latent_dim=6, codebook_size=8, n_layers=3, commitment_weight=0.25,
+                 forward_mode="ste")
+    return RqVae(input_dim=24, **{**sizes, **kwargs})
 
 
-def test_encoder_decoder_follow_the_paper_layout():
-    model = RqVae(input_dim=768)
+def test_train_rqvae_defaults_build_the_paper_layout():
+    defaults = train_defaults(train_rqvae.train)  # the one place the paper's values are written (TIGER Sec. 4.1)
+    model = RqVae(input_dim=768, **{name: defaults[name] for name in (
+        "hidden_dims", "latent_dim", "codebook_size", "n_layers", "commitment_weight", "forward_mode")})
+    assert model.commitment_weight == 0.25
     widths = [m.out_features for m in model.encoder if isinstance(m, torch.nn.Linear)]
     assert widths == [512, 256, 128, 32]
     assert [m.out_features for m in model.decoder if isinstance(m, torch.nn.Linear)] == [128, 256, 512, 768]

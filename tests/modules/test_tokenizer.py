@@ -72,7 +72,8 @@ def test_save_load_roundtrip(tmp_path):
 
 def test_from_rqvae_runs_the_model_over_the_catalogue_in_batches():
     torch.manual_seed(0)
-    model = RqVae(input_dim=12, hidden_dims=(8,), latent_dim=4, codebook_size=16, n_layers=3)
+    model = RqVae(input_dim=12, hidden_dims=(8,), latent_dim=4, codebook_size=16, n_layers=3,
+                  commitment_weight=0.25, forward_mode="ste")
     features = torch.randn(70, 12)
     model.init_codebooks(features)
     tok = SemanticIdTokenizer.from_rqvae(model, features, batch_size=16)
