@@ -65,7 +65,8 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 LOG_EVERY = 100  # steps between reads of the training loss (each read waits for the GPU)
 # The bindings that shape the model (what build_model reads of train()'s arguments).
 MODEL_BINDINGS = ("n_user_buckets", "d_model", "n_heads", "d_head", "ff_dim", "n_encoder_layers", "n_decoder_layers",
-                  "dropout", "constrained_softmax", "item_tokens", "item_token_dropout", "all_positions", "history_bias")
+                  "dropout", "constrained_softmax", "item_tokens", "item_token_dropout", "all_positions", "history_bias",
+                  "history_bias_stop_gradient")
 # Bindings that may change between a run and its resumption (extend a run, evaluation and logging;
 # validation metrics before and after a change of evaluation settings are compared as they are for best.pt).
 RESUMABLE_CHANGES = ("iterations", "resume", "force_resume", "eval_every", "eval_beam_width", "eval_batch_size",
@@ -137,7 +138,11 @@ def train_step(model: EncoderDecoderRetrievalModel, forward: Callable, batch: di
             micro_loss = micro_loss * (n_targets(micro) / n_targets(batch) * rank_weight)
             micro_loss.backward()
         loss += micro_loss.detach()
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    # history_bias_stop_gradient: the logit's gradient is left out of the clipped norm, so that the model's
+    # weights take the recipe's step exactly (the logit's is a mean probability, at most 1)
+    clipped = ([p for p in model.parameters() if p is not model.history_bias] if model.history_bias_stop_gradient
+               else model.parameters())
+    grad_norm = torch.nn.utils.clip_grad_norm_(clipped, grad_clip)
     opt.step()
     return loss, grad_norm
 
@@ -166,6 +171,9 @@ def check_bindings(b: dict[str, Any]) -> None:
         other = "all_positions = True" if b["all_positions"] else f"history_unlikelihood = {b['history_unlikelihood']}"
         raise ConfigError(f"train.history_bias = True does not combine with train.{other} (not built): "
                           "bind one of them", binding="history_bias")
+    if b["history_bias_stop_gradient"] and not b["history_bias"]:
+        raise ConfigError("train.history_bias_stop_gradient = True needs train.history_bias = True (the logit it "
+                          "trains)", binding="history_bias_stop_gradient")
     check_choice(optimizer=(b["optimizer"], tuple(OPTIMIZERS)), precision=(b["precision"], precisions.PRECISIONS),
                  compile_mode=(b["compile_mode"], COMPILE_MODES))
 
@@ -233,6 +241,7 @@ def train(
     all_positions: bool = False,          # train every position of a window in one causal pass (not the paper's)
     history_unlikelihood: float = 0.0,    # weight of -log(1 - p(the item before the target)) (not the paper's)
     history_bias: bool = False,           # a learned logit for codes leading only to history items (not the paper's)
+    history_bias_stop_gradient: bool = False,  # that logit fitted to the detached scores; the model trains as without it
     eval_every: int = 10_000,
     eval_beam_width: int = 10,
     eval_batch_size: int = 512,

@@ -66,6 +66,7 @@ class EncoderDecoderRetrievalModel(nn.Module):
         item_token_dropout: float = 0.0,
         causal_encoder: bool = False,
         history_bias: bool = False,
+        history_bias_stop_gradient: bool = False,
     ) -> None:
         super().__init__()
         # Kept so a checkpoint can rebuild the model without the gin file.
@@ -80,6 +81,10 @@ class EncoderDecoderRetrievalModel(nn.Module):
             self.kwargs["causal_encoder"] = True
         if history_bias:  # the same
             self.kwargs["history_bias"] = True
+        if history_bias_stop_gradient:
+            if not history_bias:
+                raise ValueError("history_bias_stop_gradient=True needs history_bias=True (the logit it trains)")
+            self.kwargs["history_bias_stop_gradient"] = True
         # True: each position's softmax runs over the codes that extend the prefix to an existing item's ID
         # only (in training, teacher-forced along the target's own prefix; in beam search, along each beam's),
         # so the model's scores are log-probabilities over the catalogue's items and it need not spend
@@ -114,6 +119,10 @@ class EncoderDecoderRetrievalModel(nn.Module):
         # Ren et al., AAAI 2019), instead of a filter deciding it. Zero at the start: the paper's model.
         # Named *bias: no weight decay (runtime/optimizer.py).
         self.history_bias = nn.Parameter(torch.zeros(n_levels)) if history_bias else None
+        # True: the logit is fitted to the model's detached scores, and the model's weights learn from their own
+        # cross-entropy as if there were no logit (loss()): the model stays the one the recipe trains, history
+        # items included as the hard negatives its softmax pushes down; only the ranking adds the logit.
+        self.history_bias_stop_gradient = history_bias_stop_gradient
         self.level_emb = nn.Embedding(n_levels, d_model)        # which of the item's T tokens it is
         self.decoder_pos_emb = nn.Embedding(n_levels, d_model)
         self.encoder = Encoder(n_encoder_layers, d_model, n_heads, d_head, ff_dim, dropout)
@@ -262,6 +271,10 @@ class EncoderDecoderRetrievalModel(nn.Module):
             if blocked is None:
                 raise ValueError("a model with history_bias needs the targets' history masks (trie.path_blocked)")
             logits = logits + rearrange(self.history_bias, "t -> t 1") * blocked
+        return self._code_nll(logits, target, valid)
+
+    def _code_nll(self, logits: Tensor, target: Tensor, valid: Tensor | None) -> Tensor:
+        """level_nll's cross-entropy of float logits, after any history logit is added."""
         if self.constrained_softmax:
             if valid is None:
                 raise ValueError("a model with constrained_softmax needs the targets' valid-code masks (trie.path_masks)")
@@ -271,7 +284,14 @@ class EncoderDecoderRetrievalModel(nn.Module):
     def loss(self, logits: Tensor, target: Tensor, valid: Tensor | None = None, blocked: Tensor | None = None) -> Tensor:
         """Mean cross-entropy over the target tokens (Sec. 3.2: next-token prediction of the ID): the B*T of
         [B, T] targets, or in all-positions mode those of the trained positions (each target's T tokens)."""
-        nll = self.level_nll(logits, target, valid, blocked)
+        if self.history_bias_stop_gradient:
+            # The value and the weights' gradient: the model's own cross-entropy, without the logit (the recipe's
+            # to the bit). The logit's gradient: the cross-entropy with it, of the detached scores, added as
+            # (x - sg(x)), zero in value.
+            with_logit = self.level_nll(logits.detach(), target, valid, blocked)
+            nll = self._code_nll(logits.float(), target, valid) + (with_logit - with_logit.detach())
+        else:
+            nll = self.level_nll(logits, target, valid, blocked)
         return nll.mean() if target.dim() == 2 else nll.sum() / (target >= 0).sum()
 
     def history_unlikelihood(self, logits: Tensor, negative: Tensor, valid: Tensor | None = None) -> Tensor:

@@ -227,3 +227,24 @@ def test_history_bias_refuses_what_it_does_not_combine_with(stage1, other):
     with pytest.raises(train_decoder.ConfigError, match="history_bias"):
         train_decoder.main(tiny_run_args(stage1, 10, ["--gin", "train.history_bias=True", "--gin", other]))
     assert not (stage1 / "decoder").exists()
+
+
+def test_history_bias_with_a_stop_gradient_trains_the_recipes_model_to_the_bit(stage1):
+    """train.history_bias_stop_gradient: the same seed trains the same weights as a run without the logit (the
+    logit's gradient is kept out of the model's and out of the clipped norm), and the logit still learns."""
+    states = {}
+    for name, extra in (("plain", []), ("detached", ["train.history_bias=True", "train.history_bias_stop_gradient=True"])):
+        bindings = [f'train.save_dir="{stage1 / name}"', "train.constrained_softmax=True", "train.grad_clip=0.01", *extra]
+        train_decoder.main(tiny_run_args(stage1, 12, [a for b in bindings for a in ("--gin", b)]))
+        states[name] = torch.load(stage1 / name / "amazon-beauty" / "checkpoint.pt", weights_only=True)
+    plain, detached = states["plain"]["model"], states["detached"]["model"]
+    assert detached["history_bias"].abs().sum() > 0  # it learns (it starts at zero)
+    assert states["detached"]["model_kwargs"]["history_bias_stop_gradient"] is True
+    assert set(detached) == set(plain) | {"history_bias"}
+    assert all(torch.equal(detached[k], plain[k]) for k in plain)
+
+
+def test_a_stop_gradient_without_the_history_logit_is_refused(stage1):
+    with pytest.raises(train_decoder.ConfigError, match="history_bias_stop_gradient = True needs train.history_bias"):
+        train_decoder.main(tiny_run_args(stage1, 10, ["--gin", "train.history_bias_stop_gradient=True"]))
+    assert not (stage1 / "decoder").exists()

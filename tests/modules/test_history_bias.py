@@ -116,3 +116,34 @@ def test_the_bias_gradient_is_the_blocked_codes_probability_minus_the_targets_sh
     torch.testing.assert_close(model.history_bias.grad, expected)
     with pytest.raises(ValueError, match="path_blocked"):
         model.level_nll(logits, batch["target"], valid)
+
+
+def test_with_a_stop_gradient_the_model_learns_as_without_the_logit_and_the_logit_from_detached_scores():
+    catalogue, trie = catalogue_and_trie()
+    batch = sem_id_batch({"user_id": torch.arange(4) % 3, "history": histories(), "target": torch.tensor([0, 7, 12, 29])},
+                         catalogue)
+    valid = trie.path_masks(batch["target"])
+    blocked = trie.path_blocked(batch["target"], trie.item_ids(batch["history"]))
+    plain = model_with_bias(True, None).train()
+    detached = model_with_bias(True, [0.3, -0.2, 0.1]).train()
+    joint = model_with_bias(True, [0.3, -0.2, 0.1]).train()
+    detached.history_bias_stop_gradient = True
+    losses = {}
+    for name, model in (("plain", plain), ("detached", detached), ("joint", joint)):
+        logits = model(batch["user_ids"], batch["history"], batch["target"])
+        losses[name] = model.loss(logits, batch["target"], valid, blocked if model.history_bias is not None else None)
+        losses[name].backward()
+    assert blocked.any()
+    assert torch.equal(losses["detached"], losses["plain"])  # its value: the model's own cross-entropy
+    weights = [n for n, _ in plain.named_parameters()]
+    d, p, j = (dict(m.named_parameters()) for m in (detached, plain, joint))
+    assert all(torch.equal(d[n].grad, p[n].grad) for n in weights)  # the recipe's gradient, to the bit
+    assert not all(torch.equal(j[n].grad, p[n].grad) for n in weights)  # (the joint logit changes it)
+    torch.testing.assert_close(detached.history_bias.grad, joint.history_bias.grad)  # the logit's is the joint one's
+
+
+def test_a_stop_gradient_needs_the_logit():
+    with pytest.raises(ValueError, match="history_bias_stop_gradient=True needs history_bias=True"):
+        EncoderDecoderRetrievalModel(n_levels=T, codebook_size=K, max_history=L, n_user_buckets=3, d_model=32, n_heads=2,
+                                     d_head=16, ff_dim=64, n_encoder_layers=1, n_decoder_layers=1, dropout=0.0,
+                                     history_bias_stop_gradient=True)
