@@ -158,6 +158,8 @@ def check_bindings(b: dict[str, Any]) -> None:
         raise ConfigError(f"train.ema_decay = {b['ema_decay']!r}: must be in [0, 1) (0: no averaging)", binding="ema_decay")
     if not 0 <= b["dropout"] < 1:
         raise ConfigError(f"train.dropout = {b['dropout']!r}: must be in [0, 1)", binding="dropout")
+    if not 0 <= b["history_crop"] <= 1:
+        raise ConfigError(f"train.history_crop = {b['history_crop']!r}: must be in [0, 1]", binding="history_crop")
     if not 0 <= b["item_token_dropout"] <= 1:
         raise ConfigError(f"train.item_token_dropout = {b['item_token_dropout']!r}: must be in [0, 1]",
                           binding="item_token_dropout")
@@ -242,6 +244,7 @@ def train(
     history_unlikelihood: float = 0.0,    # weight of -log(1 - p(the item before the target)) (not the paper's)
     history_bias: bool = False,           # a learned logit for codes leading only to history items (not the paper's)
     history_bias_stop_gradient: bool = False,  # that logit fitted to the detached scores; the model trains as without it
+    history_crop: float = 0.0,            # training: chance that an example keeps only a random suffix of its history
     eval_every: int = 10_000,
     eval_beam_width: int = 10,
     eval_batch_size: int = 512,
@@ -281,7 +284,8 @@ def train(
     # than the split before any file is written
     stream = TrainingStream(train_data, sem_ids, batch_size, seed, all_positions=all_positions,
                             bucket_by_length=bucket_by_length, resident=resident_data, device=dev, env=env,
-                            min_length=2 if compile_model else 1)  # compiled: never 1 history column
+                            min_length=2 if compile_model else 1,  # compiled: never 1 history column
+                            history_crop=history_crop)
     trie = tokenizer.trie().to(dev)
     valid_index = (torch.arange(len(valid_data)) if valid_max_users is None or valid_max_users >= len(valid_data)
                    else torch.linspace(0, len(valid_data) - 1, valid_max_users).long())  # fixed, spread out

@@ -19,6 +19,8 @@ the host in the loop, three independent pieces each switched on from train_decod
   data/windows.py): a batch of windows, each a run of one user's items whose every position from its
   first target on is trained in one pass: history [B, W, T] the window's items, target [B, W, T] the
   same items where they are trained targets, -1 elsewhere.
+- `crop_histories`: train.history_crop (not the paper's): some training examples keep only the most recent
+  part of their history, another view of the example each epoch (studies/results/history_crop_rule.txt).
 - `micro_batches`: gradient accumulation. A batch's activations grow with batch x history length;
   MovieLens' 801-token encoder inputs keep about 256 MiB per example on the CPU (attention with
   dropout takes PyTorch's math path there), so the paper's batch of 256 does not fit in 24 GiB
@@ -62,6 +64,21 @@ def trim_history(batch: dict[str, Tensor], length: int, min_length: int = 1) -> 
     if batch["target"].dim() == 3:  # all positions: one target row per history position
         trimmed["target"] = batch["target"][:, :width].contiguous()
     return trimmed
+
+
+def crop_histories(history: Tensor, probability: float, draws: Tensor) -> Tensor:
+    """history [B, L, T] semantic IDs, oldest first, right-padded with -1; draws [2, B] uniform in [0, 1) (CPU)
+    -> the same shape, where each example whose first draw is below `probability` keeps only its last k of n
+    items, k = 1 + floor(second draw x n) (uniform in 1..n), moved to the front (the layout every history has),
+    the rest -1. The others are returned as they are."""
+    B, L, T = history.shape
+    cropped, fraction = draws.to(history.device)  # [B] each
+    n = (history[..., 0] >= 0).sum(dim=1)  # [B] real items
+    k = torch.where(cropped < probability, (fraction * n).long() + 1, n).clamp(max=n)  # [B] items kept, 1..n
+    positions = torch.arange(L, device=history.device)  # [L]
+    source = (n - k).unsqueeze(1) + positions  # [B, L] where each kept item comes from
+    kept = history.gather(1, rearrange(source.clamp(max=L - 1), "b l -> b l 1").expand(B, L, T))
+    return kept.masked_fill(rearrange(positions >= k.unsqueeze(1), "b l -> b l 1"), -1)
 
 
 def micro_batches(batch: dict[str, Tensor], size: int | None) -> list[dict[str, Tensor]]:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from data.batching import (ResidentExamples, ResidentWindows, data_batch, length_bucketed_batches, trim_history,
-                           window_batch)
+from data.batching import (ResidentExamples, ResidentWindows, crop_histories, data_batch, length_bucketed_batches,
+                           trim_history, window_batch)
 from data.processed import SeqData
 from data.windows import TrainingWindows
 from runtime.distributed import DistEnv, shard
@@ -38,12 +38,19 @@ class TrainingStream:
     `batch(step)` -> (batch, rank_weight): the batch as data/batching.py builds it on `device`, per example
     or all positions; `rank_weight` is what train_step scales this rank's loss by (DDP with windows: the
     ranks' slices hold different numbers of targets; 1 otherwise). `min_length`: trimmed batches keep at
-    least this many history columns (2 for a compiled forward, which must never see 1)."""
+    least this many history columns (2 for a compiled forward, which must never see 1). `history_crop`: the
+    chance that an example keeps only a random most recent part of its history (crop_histories; per example
+    only), drawn from (seed, step) for the global batch, so a resumed run and every rank see the same crops."""
 
     def __init__(self, data: SeqData, sem_ids: Tensor, batch_size: int, seed: int, *, all_positions: bool,
-                 bucket_by_length: bool, resident: bool, device: torch.device, env: DistEnv, min_length: int = 1) -> None:
+                 bucket_by_length: bool, resident: bool, device: torch.device, env: DistEnv, min_length: int = 1,
+                 history_crop: float = 0.0) -> None:
         self.data, self.sem_ids, self.batch_size, self.seed = data, sem_ids, batch_size, seed
         self.bucket_by_length, self.device, self.env, self.min_length = bucket_by_length, device, env, min_length
+        if history_crop and all_positions:
+            raise ConfigError("train.history_crop > 0 crops one example's history; all-positions windows have none: "
+                              "bind one of them", binding="history_crop")
+        self.history_crop = history_crop
         self.windows = TrainingWindows(data) if all_positions else None
         self.n_units = len(self.windows) if all_positions else len(data)  # what a batch index counts
         self.lengths = self.windows.lengths if all_positions else data.history_lengths  # [n_units] encoder items
@@ -80,4 +87,7 @@ class TrainingStream:
             batch = data_batch(self.data, index, self.sem_ids, self.device)
         if self._max_lengths is not None:  # the global batch's longest history (CPU, no sync)
             batch = trim_history(batch, self._max_lengths[offset], min_length=self.min_length)
+        if self.history_crop:  # draws for the global batch from (seed, step), this rank's slice of them
+            draws = torch.rand(2, self.batch_size, generator=torch.Generator().manual_seed((self.seed << 32) + step))
+            batch = {**batch, "history": crop_histories(batch["history"], self.history_crop, shard(draws.T, self.env).T)}
         return batch, 1.0 if self._rank_weights is None else float(self._rank_weights[offset])

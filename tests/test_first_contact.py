@@ -125,6 +125,7 @@ def test_misspelled_binding_names_the_flag_not_the_file(tmp_path, command):
     (train_decoder.main, "configs/decoder_amazon.gin", "eval_every=0", "train.eval_every = 0: must be positive"),
     (train_decoder.main, "configs/decoder_amazon.gin", "learning_rate=-0.01", "train.learning_rate = -0.01: must be positive"),
     (train_decoder.main, "configs/decoder_amazon.gin", "dropout=1.0", "train.dropout = 1.0: must be in [0, 1)"),
+    (train_decoder.main, "configs/decoder_amazon.gin", "history_crop=1.5", "train.history_crop = 1.5: must be in [0, 1]"),
     (train_decoder.main, "configs/decoder_amazon.gin", "ema_decay=1.0",
      "train.ema_decay = 1.0: must be in [0, 1) (0: no averaging)"),
     (train_decoder.main, "configs/decoder_amazon.gin", "lr_ramp_steps=-1", "train.lr_ramp_steps = -1: must be >= 0"),

@@ -3,7 +3,8 @@ import torch
 
 from data.processed import SeqData
 from data.splits import gather_histories
-from data.batching import ResidentExamples, data_batch, length_bucketed_batches, micro_batches, sem_id_batch, trim_history
+from data.batching import (ResidentExamples, crop_histories, data_batch, length_bucketed_batches, micro_batches,
+                           sem_id_batch, trim_history)
 from modules.model import EncoderDecoderRetrievalModel
 from modules.tokenizer import SemanticIdTokenizer
 from bench.make_movielens_standin import Size, make_standin
@@ -213,3 +214,29 @@ def test_sem_id_batch_maps_items_and_keeps_padding():
     out = sem_id_batch(batch, sem_ids)
     assert out["history"].tolist() == [[[1, 0, 0, 1], [0, 1, 0, 0], [-1, -1, -1, -1]]]
     assert out["target"].tolist() == [[2, 2, 1, 0]] and out["target_item"].tolist() == [1]
+
+
+def test_crop_keeps_the_last_k_items_in_order_at_the_front_and_pads_the_rest():
+    # 4 histories of n = 5, 3, 1, 4 items, 2 codes each: item j of example b has codes (10 b + j, 100 + j)
+    history = torch.full((4, 5, 2), -1)
+    for b, n in enumerate([5, 3, 1, 4]):
+        for j in range(n):
+            history[b, j] = torch.tensor([10 * b + j, 100 + j])
+    draws = torch.tensor([[0.1, 0.1, 0.1, 0.9],    # < 0.5: cropped (the last one is not)
+                          [0.5, 0.99, 0.5, 0.0]])  # k = 1 + floor(draw x n): 3 of 5, 3 of 3, 1 of 1
+    cropped = crop_histories(history, 0.5, draws)
+    assert cropped[..., 0].tolist() == [[2, 3, 4, -1, -1], [10, 11, 12, -1, -1], [20, -1, -1, -1, -1],
+                                        [30, 31, 32, 33, -1]]
+    assert cropped[0, :3, 1].tolist() == [102, 103, 104] and (cropped[0, 3:] == -1).all()  # an item's codes move together
+    assert torch.equal(crop_histories(history, 0.0, draws), history)  # probability 0: nothing changes
+    assert torch.equal(crop_histories(history, 1.0, torch.tensor([[0.0] * 4, [0.999] * 4])), history)  # k = n
+
+
+def test_crop_draws_every_suffix_length_about_equally_often():
+    n = 4
+    history = torch.arange(n).view(1, n, 1).expand(20_000, n, 1).contiguous()
+    g = torch.Generator().manual_seed(0)
+    kept = (crop_histories(history, 0.5, torch.rand(2, 20_000, generator=g))[..., 0] >= 0).sum(dim=1)
+    shares = torch.bincount(kept, minlength=n + 1)[1:].float() / 20_000
+    # half untouched (k = n), the other half k uniform in 1..n: 1/8 each, plus 1/2 at n
+    assert torch.allclose(shares, torch.tensor([0.125, 0.125, 0.125, 0.625]), atol=0.015)

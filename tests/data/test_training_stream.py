@@ -62,3 +62,29 @@ def test_a_batch_larger_than_the_split_is_refused_naming_the_binding(toy):
     with pytest.raises(ConfigError, match=f"train.batch_size = 1000 exceeds the {len(train)} training examples"):
         TrainingStream(train, sem_ids, 1000, seed=1, all_positions=False, bucket_by_length=False, resident=False,
                        device=CPU, env=ONE)
+
+
+def test_history_crop_is_fixed_by_seed_and_step_and_only_shortens_histories_to_their_recent_part(toy):
+    train, sem_ids = toy
+    kwargs = dict(all_positions=False, bucket_by_length=False, resident=False, device=CPU, env=ONE)
+    plain = TrainingStream(train, sem_ids, 8, seed=3, **kwargs)
+    crop = TrainingStream(train, sem_ids, 8, seed=3, history_crop=0.5, **kwargs)
+    changed = 0
+    for step in range(6):
+        full, cut = plain.batch(step)[0], crop.batch(step)[0]
+        assert same({k: v for k, v in full.items() if k != "history"}, {k: v for k, v in cut.items() if k != "history"})
+        n, k = (full["history"][..., 0] >= 0).sum(1), (cut["history"][..., 0] >= 0).sum(1)
+        assert ((k >= 1) & (k <= n)).all()
+        for row in range(8):  # the kept items are the last k of the history, at the front
+            assert torch.equal(cut["history"][row, :k[row]], full["history"][row, n[row] - k[row]:n[row]])
+        changed += int((k < n).sum())
+        again = TrainingStream(train, sem_ids, 8, seed=3, history_crop=0.5, **kwargs)  # a resumed run
+        assert same(again.batch(step)[0], cut)
+    assert changed > 0
+    ranks = [TrainingStream(train, sem_ids, 8, seed=3, history_crop=0.5, **{**kwargs, "env": DistEnv(r, 2, r, CPU)})
+             for r in (0, 1)]  # DDP: each rank crops its slice of the global batch as one process would
+    halves = [rank.batch(5)[0] for rank in ranks]
+    assert same({k: torch.cat([h[k] for h in halves]) for k in cut}, cut)
+    with pytest.raises(ConfigError, match="train.history_crop > 0 crops one example's history"):
+        TrainingStream(train, sem_ids, 2, seed=1, all_positions=True, bucket_by_length=False, resident=False, device=CPU,
+                       env=ONE, history_crop=0.5)
