@@ -11,7 +11,9 @@ evaluate.py does, under the ranking protocol the file names; older files: histor
 --keep-history). The buckets: the pair was a training example
 at least twice, once, never (but the last item has training successors), or the last item never ends a
 training history. The transition baseline can only win where the pair was seen; the rows say how much
-of the model's gap to it sits there.
+of the model's gap to it sits there. With `--tokenizer <stage 1's semantic_ids.pt>`, a second table: of the users
+each list misses (target not in the top 10), the share whose top 10 holds an item with the target's first code,
+its first two codes, its first three: the level at which the search left the target's branch.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import torch
 from torch import Tensor
 
 from data.processed import SeqData
+from modules.tokenizer import SemanticIdTokenizer
 from evaluation.retrieval import baseline_topk, retrieval_metrics
 from studies.cli import add_data_arguments
 
@@ -61,6 +64,14 @@ def read_topk(path: str | Path, targets: Tensor) -> tuple[Tensor, str | None]:
     return torch.tensor(rows), protocol
 
 
+def prefix_hits(ranked: Tensor, targets: Tensor, sem_ids: Tensor, depth: int) -> Tensor:
+    """ranked [N, K] item ids (-1 pads), targets [N], sem_ids [n_items, T] -> bool [N]: some listed item has the
+    target's first `depth` codes."""
+    listed = sem_ids[ranked.clamp(min=0)][..., :depth]  # [N, K, depth]
+    same = (listed == sem_ids[targets][:, None, :depth]).all(dim=-1) & (ranked >= 0)  # [N, K]
+    return same.any(dim=1)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("topk_files", nargs="+", help="evaluate.py --write-topk outputs")
@@ -70,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep-history", action="store_true",
                         help="for top-K files that do not name their protocol: the run bound train.eval_exclude_history=False")
     parser.add_argument("--label", action="append", help="one per file, in order (default: the file name)")
+    parser.add_argument("--tokenizer", help="the run's semantic_ids.pt: adds the table of misses by shared code prefix")
     args = parser.parse_args(argv)
     labels = args.label or [Path(p).stem for p in args.topk_files]
     if len(labels) != len(args.topk_files):
@@ -82,8 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     buckets = pair_buckets(train.last_items, train.targets, data.last_items, data.targets, train.n_items)
     print(f"| model | bucket ({args.eval_split}) | users | share | NDCG@10 | transition NDCG@10 | Recall@10 | "
           "transition Recall@10 |\n|---|---|---:|---:|---:|---:|---:|---:|")
-    for label, path in zip(labels, args.topk_files):
-        ranked, protocol = read_topk(path, data.targets)
+    ranked_files = [read_topk(path, data.targets) for path in args.topk_files]
+    for label, (ranked, protocol) in zip(labels, ranked_files):
         skip = protocol == "history_skipped" if protocol is not None else not args.keep_history  # the floor ranks alike
         for name, mask in [*buckets.items(), ("all", torch.ones(len(data), dtype=torch.bool))]:
             if not mask.any():
@@ -92,6 +104,22 @@ def main(argv: list[str] | None = None) -> None:
             floor = retrieval_metrics(transition[skip][mask], data.targets[mask])
             print(f"| {label} | {name} | {int(mask.sum()):,} | {mask.float().mean():.1%} | {model['ndcg@10']:.4f} | "
                   f"{floor['ndcg@10']:.4f} | {model['recall@10']:.4f} | {floor['recall@10']:.4f} |")
+    if args.tokenizer is None:
+        return
+    sem_ids = SemanticIdTokenizer.load(args.tokenizer).sem_ids
+    if len(sem_ids) != data.n_items:
+        raise SystemExit(f"{args.tokenizer}: {len(sem_ids)} items, {args.split} has {data.n_items}")
+    print(f"\n| model | bucket ({args.eval_split}) | users missed (target not in the top {TOP_K}) | of those, the top "
+          f"{TOP_K} holds the target's first code | first two | first three |\n|---|---|---:|---:|---:|---:|")
+    for label, (ranked, _) in zip(labels, ranked_files):
+        missed = ~(ranked == data.targets[:, None]).any(dim=1)  # [N]
+        for name, mask in [*buckets.items(), ("all", torch.ones(len(data), dtype=torch.bool))]:
+            users = mask & missed
+            if not users.any():
+                continue
+            shares = [prefix_hits(ranked[users], data.targets[users], sem_ids, d).float().mean() for d in (1, 2, 3)]
+            print(f"| {label} | {name} | {int(users.sum()):,} ({users.sum() / mask.sum():.1%}) | "
+                  + " | ".join(f"{v:.1%}" for v in shares) + " |")
 
 
 if __name__ == "__main__":
