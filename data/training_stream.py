@@ -88,6 +88,7 @@ class TrainingStream:
         if self._max_lengths is not None:  # the global batch's longest history (CPU, no sync)
             batch = trim_history(batch, self._max_lengths[offset], min_length=self.min_length)
         if self.history_crop:  # draws for the global batch from (seed, step), this rank's slice of them
-            draws = torch.rand(2, self.batch_size, generator=torch.Generator().manual_seed((self.seed << 32) + step))
+            generator = torch.Generator().manual_seed(((self.seed << 32) + step) % 2**63)  # any seed, one stream a step
+            draws = torch.rand(2, self.batch_size, generator=generator)
             batch = {**batch, "history": crop_histories(batch["history"], self.history_crop, shard(draws.T, self.env).T)}
         return batch, 1.0 if self._rank_weights is None else float(self._rank_weights[offset])

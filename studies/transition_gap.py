@@ -25,8 +25,8 @@ import torch
 from torch import Tensor
 
 from data.processed import SeqData
-from modules.tokenizer import SemanticIdTokenizer
 from evaluation.retrieval import baseline_topk, retrieval_metrics
+from modules.tokenizer import SemanticIdTokenizer
 from studies.cli import add_data_arguments
 
 TOP_K = 10

@@ -85,6 +85,8 @@ def test_history_crop_is_fixed_by_seed_and_step_and_only_shortens_histories_to_t
              for r in (0, 1)]  # DDP: each rank crops its slice of the global batch as one process would
     halves = [rank.batch(5)[0] for rank in ranks]
     assert same({k: torch.cat([h[k] for h in halves]) for k in cut}, cut)
+    huge = TrainingStream(train, sem_ids, 8, seed=2**40, history_crop=0.5, **kwargs)  # seeds past 2**31 crop too
+    assert huge.batch(0)[0]["history"].shape == cut["history"].shape
     with pytest.raises(ConfigError, match="train.history_crop > 0 crops one example's history"):
         TrainingStream(train, sem_ids, 2, seed=1, all_positions=True, bucket_by_length=False, resident=False, device=CPU,
                        env=ONE, history_crop=0.5)
