@@ -90,30 +90,31 @@ def main(argv: list[str] | None = None) -> None:
     data_args = (args.root, args.dataset, args.split)
     train = SeqData(*data_args, "train", args.max_seq_len, args.cache_dir)
     data = SeqData(*data_args, args.eval_split, args.max_seq_len, args.cache_dir)
+    sem_ids = None if args.tokenizer is None else SemanticIdTokenizer.load(args.tokenizer).sem_ids  # checked before any output
+    if sem_ids is not None and len(sem_ids) != data.n_items:
+        raise SystemExit(f"{args.tokenizer}: {len(sem_ids)} items, {args.split} has {data.n_items}")
     transition = {skip: baseline_topk(train, data, TOP_K, exclude_history=skip)["transition"] for skip in (False, True)}
     buckets = pair_buckets(train.last_items, train.targets, data.last_items, data.targets, train.n_items)
+    rows = [*buckets.items(), ("all", torch.ones(len(data), dtype=torch.bool))]  # each table's rows: name, users [N]
     print(f"| model | bucket ({args.eval_split}) | users | share | NDCG@10 | transition NDCG@10 | Recall@10 | "
           "transition Recall@10 |\n|---|---|---:|---:|---:|---:|---:|---:|")
     ranked_files = [read_topk(path, data.targets) for path in args.topk_files]
     for label, (ranked, protocol) in zip(labels, ranked_files):
         skip = protocol == "history_skipped" if protocol is not None else not args.keep_history  # the floor ranks alike
-        for name, mask in [*buckets.items(), ("all", torch.ones(len(data), dtype=torch.bool))]:
+        for name, mask in rows:
             if not mask.any():
                 continue
             model = retrieval_metrics(ranked[mask], data.targets[mask])
             floor = retrieval_metrics(transition[skip][mask], data.targets[mask])
             print(f"| {label} | {name} | {int(mask.sum()):,} | {mask.float().mean():.1%} | {model['ndcg@10']:.4f} | "
                   f"{floor['ndcg@10']:.4f} | {model['recall@10']:.4f} | {floor['recall@10']:.4f} |")
-    if args.tokenizer is None:
+    if sem_ids is None:
         return
-    sem_ids = SemanticIdTokenizer.load(args.tokenizer).sem_ids
-    if len(sem_ids) != data.n_items:
-        raise SystemExit(f"{args.tokenizer}: {len(sem_ids)} items, {args.split} has {data.n_items}")
     print(f"\n| model | bucket ({args.eval_split}) | users missed (target not in the top {TOP_K}) | of those, the top "
           f"{TOP_K} holds the target's first code | first two | first three |\n|---|---|---:|---:|---:|---:|")
     for label, (ranked, _) in zip(labels, ranked_files):
         missed = ~(ranked == data.targets[:, None]).any(dim=1)  # [N]
-        for name, mask in [*buckets.items(), ("all", torch.ones(len(data), dtype=torch.bool))]:
+        for name, mask in rows:
             users = mask & missed
             if not users.any():
                 continue
