@@ -66,7 +66,7 @@ LOG_EVERY = 100  # steps between reads of the training loss (each read waits for
 # The bindings that shape the model (what build_model reads of train()'s arguments).
 MODEL_BINDINGS = ("n_user_buckets", "d_model", "n_heads", "d_head", "ff_dim", "n_encoder_layers", "n_decoder_layers",
                   "dropout", "constrained_softmax", "item_tokens", "item_token_dropout", "all_positions", "history_bias",
-                  "history_bias_stop_gradient")
+                  "history_bias_stop_gradient", "successor_token")
 # Bindings that may change between a run and its resumption (extend a run, evaluation and logging;
 # validation metrics before and after a change of evaluation settings are compared as they are for best.pt).
 RESUMABLE_CHANGES = ("iterations", "resume", "force_resume", "eval_every", "eval_beam_width", "eval_batch_size",
@@ -88,8 +88,9 @@ def build_model(sem_ids: torch.Tensor, codebook_size: int, max_history: int,
         n_levels=sem_ids.shape[1], codebook_size=codebook_size, max_history=max_history,
         n_items=len(sem_ids) if bindings["item_tokens"] else 0, causal_encoder=bindings["all_positions"],
         **{name: bindings[name] for name in MODEL_BINDINGS if name not in ("item_tokens", "all_positions")})
-    if model.item_emb is not None:
-        model.item_emb.index(sem_ids)
+    for table in (model.item_emb, model.successor_emb):
+        if table is not None:
+            table.index(sem_ids)
     return model
 
 
@@ -176,6 +177,12 @@ def check_bindings(b: dict[str, Any]) -> None:
     if b["history_bias_stop_gradient"] and not b["history_bias"]:
         raise ConfigError("train.history_bias_stop_gradient = True needs train.history_bias = True (the logit it "
                           "trains)", binding="history_bias_stop_gradient")
+    if b["successor_token"] and not b["item_tokens"]:
+        raise ConfigError("train.successor_token = True needs train.item_tokens = True (it is a second item table)",
+                          binding="successor_token")
+    if b["successor_token"] and b["all_positions"]:
+        raise ConfigError("train.successor_token = True does not combine with train.all_positions = True (a window has "
+                          "no one most recent item): bind one of them", binding="successor_token")
     check_choice(optimizer=(b["optimizer"], tuple(OPTIMIZERS)), precision=(b["precision"], precisions.PRECISIONS),
                  compile_mode=(b["compile_mode"], COMPILE_MODES))
 
@@ -245,6 +252,7 @@ def train(
     history_bias: bool = False,           # a learned logit for codes leading only to history items (not the paper's)
     history_bias_stop_gradient: bool = False,  # that logit fitted to the detached scores; the model trains as without it
     history_crop: float = 0.0,            # training: chance that an example keeps only a random suffix of its history
+    successor_token: bool = False,        # with item_tokens: a free vector of the most recent item on the user token
     eval_every: int = 10_000,
     eval_beam_width: int = 10,
     eval_batch_size: int = 512,

@@ -1,7 +1,8 @@
 """TIGER's sequence-to-sequence retrieval model (Rajput et al. 2023, Sec. 3.2).
 
     encoder input   [user token, c_1^0 c_1^1 c_1^2 c_1^3, c_2^0 ..., c_L^3]   (item i's semantic ID c_i;
-                    with n_items > 0 each of its tokens also gets its item token, not the paper's)
+                    with n_items > 0 each of its tokens also gets its item token, not the paper's; with
+                    successor_token the user token also gets a free vector of the most recent item c_L)
     decoder input   [BOS, c^0, c^1, c^2]   (teacher forcing)
     decoder output  logits of c^0, c^1, c^2, c^3 of the next item
 
@@ -28,11 +29,8 @@ instead of the paper-model's recency embedding, which would give an item another
 The same model reads a history per example too (beam search, validation): the target then follows the
 whole history. Run per example on each prefix of a sequence (within max_history), it gives every target
 exactly the loss the all-positions pass gives it (tests/modules/test_all_positions.py): one model, two ways
-to train it. Why this design and not a decoder-only model over the interleaved IDs (bench/all_positions.py):
-at toy size both one-pass designs train ~550-600 targets per CPU second against 11 per example (padded to
-200 items) and 23 (length-bucketed), within 6% of each other (bench/results/all_positions_toy.md); at that
-equal cost this one keeps the paper's encoder-decoder, and beam search, the trie and evaluation read it as
-they read the paper's model, where a decoder-only model would need its own inference.
+to train it. Why not a decoder-only model over the interleaved IDs: as fast at toy size, but it would need its
+own inference (bench/results/all_positions_toy.md).
 """
 from __future__ import annotations
 
@@ -67,6 +65,7 @@ class EncoderDecoderRetrievalModel(nn.Module):
         causal_encoder: bool = False,
         history_bias: bool = False,
         history_bias_stop_gradient: bool = False,
+        successor_token: bool = False,
     ) -> None:
         super().__init__()
         # Kept so a checkpoint can rebuild the model without the gin file.
@@ -85,6 +84,11 @@ class EncoderDecoderRetrievalModel(nn.Module):
             if not history_bias:
                 raise ValueError("history_bias_stop_gradient=True needs history_bias=True (the logit it trains)")
             self.kwargs["history_bias_stop_gradient"] = True
+        if successor_token:
+            if not n_items or causal_encoder:
+                raise ValueError("successor_token=True needs n_items > 0 (the catalogue) and the per-example encoder "
+                                 "(causal_encoder=False: a window has no one most recent item)")
+            self.kwargs["successor_token"] = True
         # True: each position's softmax runs over the codes that extend the prefix to an existing item's ID
         # only (in training, teacher-forced along the target's own prefix; in beam search, along each beam's),
         # so the model's scores are log-probabilities over the catalogue's items and it need not spend
@@ -102,6 +106,10 @@ class EncoderDecoderRetrievalModel(nn.Module):
         # then seen through its codes alone), so the code pathway that generalises to unseen pairs keeps
         # learning instead of leaning on the memorised shortcut (DropoutNet, Volkovs et al., NeurIPS 2017).
         self.item_token_dropout = item_token_dropout
+        # True (not the paper's): a second free vector per item, added to the user token for the most recent
+        # item only: one slot for "what follows this item" (studies/results/successor_token_rule.txt). Zero at
+        # the start (the recipe's model); dropped with item_token_dropout in training, as item tokens are.
+        self.successor_emb = ItemIdEmbedder(n_items, codebook_size, d_model) if successor_token else None
         # False: the paper's encoder, every history token sees every other, with a learned embedding of how recent
         # the item a token belongs to is. True: all-positions training's causal encoder (module docstring), with
         # T5's relative position bias (Raffel et al. 2020, Sec. 2.1) at item granularity: per head, a learned scalar
@@ -133,8 +141,9 @@ class EncoderDecoderRetrievalModel(nn.Module):
         self.head = nn.Parameter(torch.empty(n_levels, codebook_size, d_model))
         self.apply(self._init)
         nn.init.normal_(self.head, std=d_model ** -0.5)  # a linear map from d_model: fan-in scaled too
-        if self.item_emb is not None:
-            self.item_emb.reset_parameters()  # zeros: an item starts as its codes, as in the paper
+        for table in (self.item_emb, self.successor_emb):
+            if table is not None:
+                table.reset_parameters()  # zeros: an item starts as its codes, as in the paper
         if causal_encoder:  # every distance alike at the start, as T5's content-only attention
             nn.init.zeros_(self.encoder_distance_bias.weight)
             nn.init.zeros_(self.cross_distance_bias.weight)
@@ -175,14 +184,25 @@ class EncoderDecoderRetrievalModel(nn.Module):
             if self.training and self.item_token_dropout > 0:
                 items = items * (torch.rand(B, L, 1, device=items.device) >= self.item_token_dropout)
             x = x + rearrange(items, "b l d -> b l 1 d")
-        x = torch.cat([rearrange(self.user_emb(user_ids), "b d -> b 1 d"), rearrange(x, "b l t d -> b (l t) d")], dim=1)
+        user = self.user_emb(user_ids)  # [B, D]
+        if self.successor_emb is not None:
+            n_real = (history[..., 0] >= 0).sum(dim=1)  # [B]
+            last = history[torch.arange(B, device=history.device), (n_real - 1).clamp(min=0)]  # [B, T]
+            successor = self.successor_emb(last)  # [B, D]; no history: the padding row (zeros)
+            if self.training and self.item_token_dropout > 0:
+                successor = successor * (torch.rand(B, 1, device=successor.device) >= self.item_token_dropout)
+            user = user * rearrange(user_ids >= 0, "b -> b 1") + successor  # no user: the successor alone
+        x = torch.cat([rearrange(user, "b d -> b 1 d"), rearrange(x, "b l t d -> b (l t) d")], dim=1)
         if self.causal_encoder:
             # Right padding: a real token never sees a padded one (all come after it), so no padding mask.
             x[:, 0] = x[:, 0] * rearrange(user_ids >= 0, "b -> b 1")  # no user: a zero user token
             memory = self.encoder(self.drop(x), None, attn_bias=self.encoder_bias(L, T, history.device))
             n_real = (history[..., 0] >= 0).sum(dim=1)  # [B]: the next item's position in the sequence
             return memory, self.cross_bias(rearrange(n_real, "b -> b 1"), L, T)
-        padding = torch.cat([rearrange(user_ids < 0, "b -> b 1"), rearrange(history < 0, "b l t -> b (l t)")], dim=1)
+        no_user = user_ids < 0
+        if self.successor_emb is not None:  # the first token then holds the most recent item's vector: kept
+            no_user = no_user & (history[:, 0, 0] < 0)
+        padding = torch.cat([rearrange(no_user, "b -> b 1"), rearrange(history < 0, "b l t -> b (l t)")], dim=1)
         return self.encoder(self.drop(x), padding), padding
 
     def encoder_bias(self, L: int, T: int, device: torch.device) -> Tensor:

@@ -126,6 +126,11 @@ def test_misspelled_binding_names_the_flag_not_the_file(tmp_path, command):
     (train_decoder.main, "configs/decoder_amazon.gin", "learning_rate=-0.01", "train.learning_rate = -0.01: must be positive"),
     (train_decoder.main, "configs/decoder_amazon.gin", "dropout=1.0", "train.dropout = 1.0: must be in [0, 1)"),
     (train_decoder.main, "configs/decoder_amazon.gin", "history_crop=1.5", "train.history_crop = 1.5: must be in [0, 1]"),
+    (train_decoder.main, "configs/decoder_amazon.gin", "successor_token=True",
+     "train.successor_token = True needs train.item_tokens = True (it is a second item table)"),
+    (train_decoder.main, "configs/decoder_amazon_cpu_allpos.gin", "successor_token=True",
+     "train.successor_token = True does not combine with train.all_positions = True (a window has no one most "
+     "recent item): bind one of them"),
     (train_decoder.main, "configs/decoder_amazon.gin", "ema_decay=1.0",
      "train.ema_decay = 1.0: must be in [0, 1) (0: no averaging)"),
     (train_decoder.main, "configs/decoder_amazon.gin", "lr_ramp_steps=-1", "train.lr_ramp_steps = -1: must be >= 0"),

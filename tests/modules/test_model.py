@@ -15,7 +15,9 @@ CATALOGUE = torch.cartesian_prod(*[torch.arange(5)] * 4)  # [625 items, T]: ever
 
 
 def with_catalogue(model):
-    model.item_emb.index(CATALOGUE)
+    for table in (model.item_emb, model.successor_emb):
+        if table is not None:
+            table.index(CATALOGUE)
     return model
 
 
@@ -123,3 +125,78 @@ def test_item_token_dropout_hides_item_tokens_in_training_only():
     without_items = model(users, history, target)
     torch.testing.assert_close(hidden_train, without_items)  # p = 1: every item token dropped in training
     assert (with_items_eval - without_items).abs().max() > 1e-2  # evaluation always reads them
+
+
+def successor_model(**kw):
+    model = with_catalogue(tiny_model(n_items=len(CATALOGUE), successor_token=True, **kw))
+    torch.nn.init.normal_(model.item_emb.emb.weight, generator=torch.Generator().manual_seed(8))
+    return model
+
+
+def row(codes):  # [T] one item's codes -> its row of the tiny catalogue's tables (base-5 number)
+    return int(sum(c * 5 ** (3 - i) for i, c in enumerate(codes)))
+
+
+def test_successor_token_starts_as_the_recipes_model():
+    model = successor_model().eval()  # item tokens trained (random), successor table at its zero start
+    g = torch.Generator().manual_seed(9)
+    history, target, users = torch.randint(0, 5, (2, 4, 4), generator=g), torch.randint(0, 5, (2, 4), generator=g), torch.tensor([0, 1])
+    with_successor = model(users, history, target)
+    model.successor_emb = None
+    torch.testing.assert_close(with_successor, model(users, history, target))
+
+
+def test_successor_token_reads_the_most_recent_item_only():
+    model = successor_model().eval()
+    g = torch.Generator().manual_seed(10)
+    history = torch.randint(0, 5, (2, 3, 4), generator=g)
+    history[0, 2] = -1  # user 0's most recent item is its second
+    target, users = torch.randint(0, 5, (2, 4), generator=g), torch.tensor([0, 1])
+    before = model(users, history, target)
+    table = model.successor_emb.emb.weight
+    others = torch.ones(len(table), dtype=torch.bool)
+    others[[row(history[0, 1]), row(history[1, 2])]] = False
+    with torch.no_grad():
+        table[others] = torch.randn(int(others.sum()), table.shape[1], generator=g)  # every other item's vector
+    torch.testing.assert_close(model(users, history, target), before)  # changes nothing
+    with torch.no_grad():
+        table[row(history[0, 1])] = torch.randn(table.shape[1], generator=g)
+    after = model(users, history, target)
+    assert (after[0] - before[0]).abs().max() > 1e-2 and torch.equal(after[1], before[1])
+    padded = torch.cat([history, torch.full((2, 2, 4), -1)], dim=1)  # more padding: the same most recent item
+    torch.testing.assert_close(model(users, padded, target), after, atol=1e-5, rtol=1e-5)
+
+
+def test_successor_token_without_a_user_is_read_not_masked():
+    model = successor_model().eval()
+    g = torch.Generator().manual_seed(11)
+    history, target = torch.randint(0, 5, (1, 3, 4), generator=g), torch.randint(0, 5, (1, 4), generator=g)
+    no_user = torch.tensor([-1])
+    before = model(no_user, history, target)
+    with torch.no_grad():
+        model.successor_emb.emb.weight[row(history[0, 2])] = torch.randn(model.successor_emb.emb.weight.shape[1], generator=g)
+    assert (model(no_user, history, target) - before).abs().max() > 1e-2
+
+
+def test_successor_token_dropout_hides_it_in_training_only():
+    g = torch.Generator().manual_seed(12)
+    history, target, users = torch.randint(0, 5, (2, 3, 4), generator=g), torch.randint(0, 5, (2, 4), generator=g), torch.tensor([0, 1])
+    model = successor_model(item_token_dropout=1.0, dropout=0.0)
+    torch.nn.init.normal_(model.successor_emb.emb.weight, generator=g)
+    read_in_eval = model.eval()(users, history, target)
+    hidden_in_training = model.train()(users, history, target)
+    model.successor_emb = model.item_emb = None
+    without = model(users, history, target)
+    torch.testing.assert_close(hidden_in_training, without)  # p = 1: dropped with every item token
+    assert (read_in_eval - without).abs().max() > 1e-2
+
+
+def test_successor_token_needs_the_catalogue_and_the_per_example_encoder():
+    import pytest
+
+    with pytest.raises(ValueError, match="successor_token=True needs n_items > 0"):
+        tiny_model(successor_token=True)
+    with pytest.raises(ValueError, match="successor_token=True needs n_items > 0"):
+        tiny_model(n_items=len(CATALOGUE), successor_token=True, causal_encoder=True)
+    assert tiny_model(n_items=len(CATALOGUE), successor_token=True).kwargs["successor_token"] is True
+    assert "successor_token" not in tiny_model(n_items=len(CATALOGUE)).kwargs  # old checkpoints still build
