@@ -33,13 +33,15 @@ TOP_K = 10
 
 
 def pair_buckets(train_last: Tensor, train_targets: Tensor, last: Tensor, targets: Tensor,
-                 n_items: int) -> dict[str, Tensor]:
+                 n_items: int, besides_itself: bool = False) -> dict[str, Tensor]:
     """Training examples (last [M], target [M]) and evaluated users (last [N], target [N]) ->
-    {bucket name: bool mask [N]}; the buckets partition the users."""
+    {bucket name: bool mask [N]}; the buckets partition the users. besides_itself: the evaluated rows are
+    training examples themselves, each counted once less (its own occurrence is not "seen")."""
     pairs, counts = torch.unique(train_last * n_items + train_targets, return_counts=True)  # sorted
     key = last * n_items + targets  # [N]
     at = torch.searchsorted(pairs, key).clamp(max=len(pairs) - 1)
     seen = torch.where(pairs[at] == key, counts[at], 0)  # [N] times the pair was a training example
+    seen = seen - 1 if besides_itself else seen
     has_successors = torch.bincount(train_last, minlength=n_items)[last] > 0  # [N]
     return {"pair seen >= 2 times in training": seen >= 2,
             "pair seen once": seen == 1,
