@@ -25,7 +25,7 @@ from data.processed import SeqData
 from evaluation.retrieval import baseline_topk, recommend, retrieval_metrics
 from modules.model import EncoderDecoderRetrievalModel
 from modules.tokenizer import SemanticIdTokenizer
-from runtime.checkpointing import load_checkpoint
+from runtime.checkpointing import file_sha256, load_checkpoint
 from studies.cli import add_data_arguments
 from studies.transition_gap import TOP_K, pair_buckets
 
@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if len(sem_ids) != train.n_items:
             raise SystemExit(f"{tokenizer_file}: {len(sem_ids)} items, {args.dataset}/{args.split} has {train.n_items}")
         state = load_checkpoint(checkpoint, map_location="cpu")
+        if state.get("tokenizer_sha256") != file_sha256(tokenizer_file):  # another stage 1: its IDs mean other items
+            raise SystemExit(f"{checkpoint} was not trained with {tokenizer_file} (the tokenizer's SHA-256 differs)")
         model = EncoderDecoderRetrievalModel(**state["model_kwargs"])
         model.load_state_dict(state["model"])
         model.eval()

@@ -5,6 +5,7 @@ import torch
 
 import evaluate
 import train_decoder
+from modules.tokenizer import SemanticIdTokenizer
 from studies.train_fit import main as train_fit, sample
 from studies.transition_gap import pair_buckets
 from tests.test_train_decoder import stage1, tiny_run_args  # noqa: F401 (pytest fixture)
@@ -48,3 +49,9 @@ def test_validation_rows_add_up_to_what_evaluate_reports(stage1, capsys, tmp_pat
     assert all(0 <= r["train"]["ndcg@10"] <= r["train"]["recall@10"] <= 1 for r in rows if r["train_sampled"])
     with pytest.raises(SystemExit):
         train_fit(["--root", str(stage1 / "amazon"), "--cache-dir", str(stage1 / "cache"), "--run", "no-colons"])
+    other = tmp_path / "other.pt"
+    SemanticIdTokenizer.from_codes(torch.randint(0, 4, (40, 3), generator=torch.Generator().manual_seed(5)),
+                                   codebook_size=8).save(other)
+    with pytest.raises(SystemExit, match="was not trained with"):
+        train_fit(["--root", str(stage1 / "amazon"), "--cache-dir", str(stage1 / "cache"),
+                   "--run", f"tiny:{result['best_checkpoint']}:{other}"])
