@@ -88,9 +88,8 @@ def build_model(sem_ids: torch.Tensor, codebook_size: int, max_history: int,
         n_levels=sem_ids.shape[1], codebook_size=codebook_size, max_history=max_history,
         n_items=len(sem_ids) if bindings["item_tokens"] else 0, causal_encoder=bindings["all_positions"],
         **{name: bindings[name] for name in MODEL_BINDINGS if name not in ("item_tokens", "all_positions")})
-    for table in (model.item_emb, model.successor_emb):
-        if table is not None:
-            table.index(sem_ids)
+    if model.item_emb is not None:  # successor_emb, if any, reads its rows
+        model.item_emb.index(sem_ids)
     return model
 
 

@@ -108,8 +108,9 @@ class EncoderDecoderRetrievalModel(nn.Module):
         self.item_token_dropout = item_token_dropout
         # True (not the paper's): a second free vector per item, added to the user token for the most recent
         # item only: one slot for "what follows this item" (studies/results/successor_token_rule.txt). Zero at
-        # the start (the recipe's model); dropped with item_token_dropout in training, as item tokens are.
-        self.successor_emb = ItemIdEmbedder(n_items, codebook_size, d_model) if successor_token else None
+        # the start (the recipe's model); dropped with item_token_dropout in training, as item tokens are. Its
+        # rows are item_emb's (found once there from the IDs): row n_items is padding, zeros.
+        self.successor_emb = nn.Embedding(n_items + 1, d_model, padding_idx=n_items) if successor_token else None
         # False: the paper's encoder, every history token sees every other, with a learned embedding of how recent
         # the item a token belongs to is. True: all-positions training's causal encoder (module docstring), with
         # T5's relative position bias (Raffel et al. 2020, Sec. 2.1) at item granularity: per head, a learned scalar
@@ -141,9 +142,10 @@ class EncoderDecoderRetrievalModel(nn.Module):
         self.head = nn.Parameter(torch.empty(n_levels, codebook_size, d_model))
         self.apply(self._init)
         nn.init.normal_(self.head, std=d_model ** -0.5)  # a linear map from d_model: fan-in scaled too
-        for table in (self.item_emb, self.successor_emb):
-            if table is not None:
-                table.reset_parameters()  # zeros: an item starts as its codes, as in the paper
+        if self.item_emb is not None:
+            self.item_emb.reset_parameters()  # zeros: an item starts as its codes, as in the paper
+        if self.successor_emb is not None:
+            nn.init.zeros_(self.successor_emb.weight)  # zeros: the recipe's model at the start
         if causal_encoder:  # every distance alike at the start, as T5's content-only attention
             nn.init.zeros_(self.encoder_distance_bias.weight)
             nn.init.zeros_(self.cross_distance_bias.weight)
@@ -184,14 +186,15 @@ class EncoderDecoderRetrievalModel(nn.Module):
             if self.training and self.item_token_dropout > 0:
                 items = items * (torch.rand(B, L, 1, device=items.device) >= self.item_token_dropout)
             x = x + rearrange(items, "b l d -> b l 1 d")
-        user = self.user_emb(user_ids)  # [B, D]
+        user, no_user = self.user_emb(user_ids), user_ids < 0  # [B, D], [B]
         if self.successor_emb is not None:
             n_real = (history[..., 0] >= 0).sum(dim=1)  # [B]
             last = history[torch.arange(B, device=history.device), (n_real - 1).clamp(min=0)]  # [B, T]
-            successor = self.successor_emb(last)  # [B, D]; no history: the padding row (zeros)
+            successor = self.successor_emb(self.item_emb.rows(last))  # [B, D]; no history: the padding row (zeros)
             if self.training and self.item_token_dropout > 0:
                 successor = successor * (torch.rand(B, 1, device=successor.device) >= self.item_token_dropout)
-            user = user * rearrange(user_ids >= 0, "b -> b 1") + successor  # no user: the successor alone
+            user = user * rearrange(~no_user, "b -> b 1") + successor  # no user: the successor alone
+            no_user = no_user & (n_real == 0)  # the first token then holds the most recent item's vector: kept
         x = torch.cat([rearrange(user, "b d -> b 1 d"), rearrange(x, "b l t d -> b (l t) d")], dim=1)
         if self.causal_encoder:
             # Right padding: a real token never sees a padded one (all come after it), so no padding mask.
@@ -199,9 +202,6 @@ class EncoderDecoderRetrievalModel(nn.Module):
             memory = self.encoder(self.drop(x), None, attn_bias=self.encoder_bias(L, T, history.device))
             n_real = (history[..., 0] >= 0).sum(dim=1)  # [B]: the next item's position in the sequence
             return memory, self.cross_bias(rearrange(n_real, "b -> b 1"), L, T)
-        no_user = user_ids < 0
-        if self.successor_emb is not None:  # the first token then holds the most recent item's vector: kept
-            no_user = no_user & (history[:, 0, 0] < 0)
         padding = torch.cat([rearrange(no_user, "b -> b 1"), rearrange(history < 0, "b l t -> b (l t)")], dim=1)
         return self.encoder(self.drop(x), padding), padding
 
