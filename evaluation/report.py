@@ -67,13 +67,15 @@ def baselines_lines(baselines: dict) -> list[str]:
 def evaluate_split(model: EncoderDecoderRetrievalModel, data: SeqData, sem_ids: torch.Tensor, trie: SemanticIdTrie, *,
                    beam_width: int, batch_size: int, device: torch.device, index: torch.Tensor | None = None,
                    env: DistEnv | None = None, sort_by_length: bool = False, protocols: tuple[str, ...] = PROTOCOLS,
-                   train: SeqData | None = None, level_nll: bool = False, progress: bool = False) -> dict:
+                   train: SeqData | None = None, level_nll: bool = False, progress: bool = False,
+                   successors: tuple[torch.Tensor, torch.Tensor] | None = None, prior_weight: float = 0.0) -> dict:
     """Rank examples `index` (default: all; with DDP this rank's share) of `data` under each protocol.
 
     Returns {"users": N over every rank, protocol: {"tiger": {recall@K, ndcg@K, coverage@10, top1_share},
     and with `train`: "popularity", "transition": {recall@K, ndcg@K, coverage@10}}, ...,
     with `level_nll`: "nll_level_<t>": teacher-forced NLL of each level of the target ID,
     "found": {protocol: recommend()'s output for this rank's users (item_ids, sem_ids, scores)}}.
+    successors, prior_weight: the search's transition prior (recommend()'s; off by default).
     One beam search per protocol: skipping the history changes which prefixes the beams keep, so the
     plain search cannot serve both exactly."""
     index = torch.arange(len(data)) if index is None else index
@@ -81,7 +83,8 @@ def evaluate_split(model: EncoderDecoderRetrievalModel, data: SeqData, sem_ids: 
     for protocol in protocols:
         found = recommend(model, data, sem_ids, trie, beam_width, max(METRIC_KS), batch_size, device, index,
                           progress=progress, sort_by_length=sort_by_length,
-                          exclude_history=protocol == "history_skipped")
+                          exclude_history=protocol == "history_skipped", successors=successors,
+                          prior_weight=prior_weight)
         record["found"][protocol] = found
         record[protocol] = {"tiger": {**retrieval_metrics(found["item_ids"], data.targets[index], env),
                                       **topk_health(found["item_ids"], data.n_items, env)}}

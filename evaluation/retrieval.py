@@ -25,12 +25,17 @@ METRIC_KS = (1, 5, 10)
 def recommend(model: EncoderDecoderRetrievalModel, data: SeqData, sem_ids: torch.Tensor, trie: SemanticIdTrie,
               beam_width: int, top_k: int, batch_size: int, device: torch.device,
               index: torch.Tensor | None = None, progress: bool = False,
-              sort_by_length: bool = False, exclude_history: bool = False) -> dict[str, torch.Tensor]:
+              sort_by_length: bool = False, exclude_history: bool = False,
+              successors: tuple[torch.Tensor, torch.Tensor] | None = None,
+              prior_weight: float = 0.0) -> dict[str, torch.Tensor]:
     """Top-k for examples `index` (default: all) of a split: item_ids [M, top_k], sem_ids [M, top_k, T], scores [M, top_k].
     sort_by_length: chunks of users with similar history lengths, each trimmed to its longest history
     (less padding to encode and to cache for cross-attention: larger chunks fit); same results, in `index` order.
     exclude_history: never return an item of the example's history (the model's input, its last
-    max_seq_len items); the ranking of the other items is unchanged."""
+    max_seq_len items); the ranking of the other items is unchanged.
+    successors (items [n_items, E], counts [n_items, E]: evaluation/transition.successor_counts of the training
+    split) with prior_weight > 0: the search adds that weight times log(1 + count) of what followed each
+    example's last item (constrained_beam_search's prior; not the paper's)."""
     index = torch.arange(len(data)) if index is None else index
     order = torch.argsort(data.history_lengths[index], stable=True) if sort_by_length else torch.arange(len(index))
     out = {"item_ids": [], "sem_ids": [], "scores": []}
@@ -39,7 +44,11 @@ def recommend(model: EncoderDecoderRetrievalModel, data: SeqData, sem_ids: torch
         if sort_by_length:
             batch = trim_history(batch, data.history_lengths[chunk].max())
         exclude = data.history_batch(chunk).to(device) if exclude_history else None  # [chunk, max_seq_len]
-        found = constrained_beam_search(model, batch, trie, beam_width, top_k, exclude)
+        prior = None
+        if successors is not None:  # what followed each example's last item in training, and how often
+            last = data.last_items[chunk]
+            prior = (successors[0][last].to(device), successors[1][last].to(device))
+        found = constrained_beam_search(model, batch, trie, beam_width, top_k, exclude, prior, prior_weight)
         for k in out:
             out[k].append(found[k].cpu())
     unsort = torch.argsort(order)

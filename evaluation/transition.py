@@ -46,3 +46,22 @@ def transition_table(last: Tensor, target: Tensor, n_items: int, k: int) -> Tens
 def transition_topk(train_last: Tensor, train_targets: Tensor, last: Tensor, n_items: int, k: int) -> Tensor:
     """Fit on the training examples (last history item [M], target [M]) and rank after `last` [N] -> [N, k]."""
     return transition_table(train_last, train_targets, n_items, k)[last]
+
+
+def successor_counts(last: Tensor, target: Tensor, n_items: int, k: int) -> tuple[Tensor, Tensor]:
+    """last, target [M] item ids of the training examples -> (items [n_items, k], counts [n_items, k]): row i =
+    the (at most) k items that most often followed item i and how often, most frequent first (ties: the
+    smaller id); -1 and 0 where item i had fewer successors. The transition baseline's counts, without its
+    back-off, for a model or a search that reads them."""
+    pairs, counts = torch.unique(last * n_items + target, return_counts=True)  # sorted by (last, target)
+    prev, nxt = pairs // n_items, pairs % n_items
+    order = torch.argsort(-counts, stable=True)                 # count desc; ties keep the smaller id first
+    order = order[torch.argsort(prev[order], stable=True)]      # then grouped by previous item
+    prev, nxt, counts = prev[order], nxt[order], counts[order]
+    rank = torch.arange(len(prev)) - torch.searchsorted(prev, prev)
+    keep = rank < k
+    items = torch.full((n_items, k), -1, dtype=torch.long)
+    table = torch.zeros((n_items, k), dtype=torch.long)
+    items[prev[keep], rank[keep]] = nxt[keep]
+    table[prev[keep], rank[keep]] = counts[keep]
+    return items, table

@@ -35,10 +35,15 @@ def reorder_cache(cache: list[dict], index: Tensor) -> None:
 
 @torch.no_grad()
 def constrained_beam_search(model, batch: dict[str, Tensor], trie: SemanticIdTrie, beam_width: int, top_k: int,
-                            exclude: Tensor | None = None) -> dict[str, Tensor]:
+                            exclude: Tensor | None = None, prior: tuple[Tensor, Tensor] | None = None,
+                            prior_weight: float = 0.0) -> dict[str, Tensor]:
     """batch: user_ids [B], history [B, L, T] (see modules.model.sem_id_batch).
     exclude [B, E]: item ids never to return for each row (-1 = none), e.g. the user's history; a filter:
     the other items keep their scores, and no beam is spent on a prefix that leads only to excluded items.
+    prior (items [B, E] distinct ids, -1 = none; weights [B, E] >= 0), e.g. the items that followed the user's last
+    item in training and how often: at every depth each code's logit gains prior_weight * log(1 + the weight of
+    the row's prior items under it), before the softmax (a search-time product with a count model; not the
+    paper's; studies/successor_prior.py).
     Returns item_ids [B, top_k] (-1 where the catalogue has fewer than top_k items),
     sem_ids [B, top_k, T] and scores [B, top_k] (log-probabilities, descending)."""
     if top_k > beam_width:
@@ -66,6 +71,9 @@ def constrained_beam_search(model, batch: dict[str, Tensor], trie: SemanticIdTri
             if history_items is not None:  # part of the model's logits: before the softmax, as in training
                 repeat = trie.blocked(depth, rearrange(nodes, "(b w) -> b w", b=B), history_items)
                 logits = logits.float() + bias[depth] * rearrange(repeat, "b w k -> (b w) k")
+            if prior is not None and prior_weight:
+                mass = trie.mass(depth, rearrange(nodes, "(b w) -> b w", b=B), *prior)   # [B, beams, K]
+                logits = logits.float() + prior_weight * rearrange(torch.log1p(mass), "b w k -> (b w) k")
             allowed = trie.allowed(depth, nodes)                                    # [B*beams, K]
             if model.constrained_softmax:  # the softmax over valid codes only, as the model was trained
                 logp = torch.log_softmax(logits.float().masked_fill(~allowed, float("-inf")), dim=-1)

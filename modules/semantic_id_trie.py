@@ -85,6 +85,19 @@ class SemanticIdTrie:
         out = torch.zeros(*hits.shape[:2], self.codebook_size, device=hits.device)
         return out.scatter_add_(2, codes, hits.float()) > 0                        # [B, W, K]
 
+    def mass(self, depth: int, nodes: Tensor, items: Tensor, weights: Tensor) -> Tensor:
+        """nodes [B, W] prefixes at `depth`, items [B, E] distinct item ids per row (-1 = none) with weights
+        [B, E] -> float [B, W, K]: for each code after each prefix, the summed weight of the row's items whose
+        ID continues the prefix with that code (at the last depth: the item's own weight)."""
+        ids = self.sem_ids[items.clamp(min=0)]                                    # [B, E, T]
+        parent = torch.zeros_like(items)
+        for d in range(depth):
+            parent = self.next_nodes(d, parent, ids[..., d])                      # [B, E] node at `depth`
+        hits = (nodes[:, :, None] == parent[:, None, :]) & (items >= 0)[:, None, :]  # [B, W, E]
+        codes = rearrange(ids[..., depth], "b e -> b 1 e").expand_as(hits)       # [B, W, E]: each item's code
+        out = torch.zeros(*hits.shape[:2], self.codebook_size, device=hits.device)
+        return out.scatter_add_(2, codes, hits * rearrange(weights.float(), "b e -> b 1 e"))
+
     def path_masks(self, ids: Tensor) -> Tensor:
         """ids [..., T] full semantic IDs of existing items -> bool [..., T, K]: at each depth, the codes that
         extend the ID's own prefix to a valid one (teacher forcing's view of the constrained search).

@@ -1,6 +1,6 @@
 import torch
 
-from evaluation.transition import transition_table, transition_topk
+from evaluation.transition import successor_counts, transition_table, transition_topk
 
 
 def test_successor_counts_then_popularity_back_off():
@@ -32,3 +32,15 @@ def test_rows_hold_distinct_items_and_match_a_brute_force_ranking():
         # score: successor count first, popularity second, smaller id third
         expected = sorted(range(n), key=lambda j: (-counts[j].item(), -pop[j].item(), j))[:k]
         assert table[i].tolist() == expected
+
+
+def test_successor_counts_are_the_pairs_counted_most_frequent_first_without_back_off():
+    last = torch.tensor([0, 0, 0, 0, 1, 0, 3])
+    nxt = torch.tensor([3, 1, 1, 2, 2, 3, 3])  # from 0: 1 x2, 3 x2, 2 x1; from 1: 2; from 3: 3
+    items, counts = successor_counts(last, nxt, n_items=5, k=2)
+    assert items.tolist() == [[1, 3], [2, -1], [-1, -1], [3, -1], [-1, -1]]  # ties: the smaller id first
+    assert counts.tolist() == [[2, 2], [1, 0], [0, 0], [1, 0], [0, 0]]
+    items, counts = successor_counts(last, nxt, n_items=5, k=4)
+    assert items[0].tolist() == [1, 3, 2, -1] and counts[0].tolist() == [2, 2, 1, 0]
+    # the transition baseline's pairs: its row starts with the same successors (its ties: the more popular)
+    assert sorted(transition_table(last, nxt, 5, 3)[0].tolist()) == [1, 2, 3]

@@ -189,3 +189,49 @@ def test_constrained_softmax_scores_are_log_probabilities_over_the_catalogue():
     torch.testing.assert_close(scores.exp().sum(dim=1), torch.ones(4))
     out = constrained_beam_search(model, batch, SemanticIdTrie(catalogue, K), beam_width=n, top_k=n)
     torch.testing.assert_close(out["scores"], scores.sort(dim=1, descending=True).values, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_prior_adds_its_log_counts_to_every_levels_logits(constrained):
+    g = torch.Generator().manual_seed(3)
+    n_users, K, T, n = 4, 3, 3, 20
+    catalogue = random_catalogue(n, T, K, g)
+    trie = SemanticIdTrie(catalogue, K)
+    model = RandomLogitsModel(n_users, T, K, scale=3.0, seed=5, constrained_softmax=constrained)
+    batch = {"user_ids": torch.arange(n_users), "history": torch.zeros(n_users, 1, T, dtype=torch.long)}
+    items = torch.stack([torch.randperm(n, generator=g)[:5] for _ in range(n_users)])  # [B, 5] distinct
+    items[0] = -1                                                                       # a user with no prior
+    counts = torch.randint(1, 9, (n_users, 5), generator=g)
+    weight = 0.7
+    out = constrained_beam_search(model, batch, trie, beam_width=K ** T, top_k=10, prior=(items, counts),
+                                  prior_weight=weight)
+    # brute force: each item's score is the sum over levels of the log-softmax of the logits after its prefix
+    # plus weight * log(1 + the counts of the user's prior items under each code)
+    scores = torch.full((n_users, n), float("-inf"))
+    for b in range(n_users):
+        for i in range(n):
+            total, previous = 0.0, model.sem_id_emb.bos_token
+            for d in range(T):
+                logits = model.table[b, d, previous].clone()
+                for c in range(K):
+                    under = [(catalogue[int(j), :d] == catalogue[i, :d]).all() and catalogue[int(j), d] == c
+                             for j in items[b].clamp(min=0)]
+                    mass = sum(float(counts[b, e]) for e, hit in enumerate(under) if hit and items[b, e] >= 0)
+                    logits[c] += weight * torch.log1p(torch.tensor(mass))
+                allowed = torch.tensor([bool(((catalogue[:, :d] == catalogue[i, :d]).all(1)
+                                              & (catalogue[:, d] == c)).any()) for c in range(K)])
+                logp = (torch.log_softmax(logits.masked_fill(~allowed, float("-inf")), -1) if constrained
+                        else torch.log_softmax(logits, -1))
+                total += float(logp[catalogue[i, d]])
+                previous = d * K + int(catalogue[i, d])
+            scores[b, i] = total
+    expected_scores, expected_items = scores.topk(10, dim=1)
+    assert torch.equal(out["item_ids"], expected_items)
+    torch.testing.assert_close(out["scores"], expected_scores, atol=1e-4, rtol=1e-4)
+    # weight 0 (or no prior) is the model's own search, to the bit
+    own = constrained_beam_search(model, batch, trie, beam_width=K ** T, top_k=10)
+    off = constrained_beam_search(model, batch, trie, beam_width=K ** T, top_k=10, prior=(items, counts),
+                                  prior_weight=0.0)
+    assert torch.equal(own["item_ids"], off["item_ids"]) and torch.equal(own["scores"], off["scores"])
+    assert not torch.equal(own["item_ids"][1:], out["item_ids"][1:])  # the prior moved someone's ranking
+    assert torch.equal(own["item_ids"][0], out["item_ids"][0])        # ... but not the user without one

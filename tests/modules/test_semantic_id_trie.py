@@ -92,3 +92,27 @@ def test_bad_catalogues_are_rejected():
         SemanticIdTrie(torch.tensor([[0, 1], [0, 1]]))
     with pytest.raises(ValueError, match=r"\[0, 2\)"):
         SemanticIdTrie(torch.tensor([[0, 2]]), codebook_size=2)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_mass_sums_the_weights_of_the_rows_items_under_each_code(seed):
+    g = torch.Generator().manual_seed(seed)
+    ids = random_catalogue(40, 3, 4, seed)
+    trie = SemanticIdTrie(ids, codebook_size=4)
+    items = torch.stack([torch.randperm(40, generator=g)[:6] for _ in range(2)])  # [2, 6] distinct per row
+    items[1, 4:] = -1                                                              # padding
+    weights = torch.randint(1, 5, (2, 6), generator=g).float()
+    for d in range(3):
+        prefixes = torch.unique(ids[:, :d], dim=0) if d else ids[:1, :0]          # [n_d, d]: every prefix
+        nodes = torch.zeros(len(prefixes), dtype=torch.long)
+        for level in range(d):
+            nodes = trie.next_nodes(level, nodes, prefixes[:, level])
+        out = trie.mass(d, nodes.expand(2, -1), items, weights)                    # [2, n_d, K]
+        for b in range(2):
+            for w, prefix in enumerate(prefixes):
+                expected = torch.zeros(4)
+                for e in range(6):
+                    item = int(items[b, e])
+                    if item >= 0 and torch.equal(ids[item, :d], prefix):
+                        expected[ids[item, d]] += weights[b, e]
+                assert torch.equal(out[b, w], expected)
