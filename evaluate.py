@@ -34,7 +34,7 @@ from modules.model import EncoderDecoderRetrievalModel
 from runtime import precision
 from evaluation.protocols import PROTOCOLS, protocol_name
 from evaluation.report import REPORTED, evaluate_split
-from evaluation.retrieval import METRIC_KS, recommend
+from evaluation.retrieval import METRIC_KS, recommend, transition_prior_table
 from modules.tokenizer import SemanticIdTokenizer
 from runtime.run_folder import existing_tokenizer_path, run_dir
 
@@ -42,7 +42,7 @@ PROTOCOL_TITLES = {"plain": "plain (the paper's protocol)", "history_skipped": "
 # The decoder bindings evaluate.py reads (listed by --help).
 READS = ("dataset_folder", "dataset", "split", "cache_dir", "tokenizer_dir", "save_dir", "max_seq_len", "device",
          "num_threads", "precision", "eval_beam_width", "eval_batch_size", "eval_sort_by_length",
-         "eval_exclude_history")
+         "eval_exclude_history", "eval_transition_prior")
 
 
 @gin.configurable("train")
@@ -131,11 +131,14 @@ def evaluate(argv: list[str]) -> dict:
     model.load_state_dict(state["model"])
     model.eval()
     trie = tokenizer.trie().to(dev)
+    train_data = SeqData(*data_args, "train", cfg["max_seq_len"], cfg["cache_dir"])  # the floors count on it only
+    prior = dict(prior_weight=cfg["eval_transition_prior"],  # the search's transition prior, counted on train too
+                 successors=transition_prior_table(train_data) if cfg["eval_transition_prior"] else None)
     search = dict(model=model, data=data, sem_ids=tokenizer.sem_ids, trie=trie, beam_width=beam_width, top_k=top_k,
                   batch_size=batch_size, device=dev, sort_by_length=cfg["eval_sort_by_length"],
-                  exclude_history=cfg["eval_exclude_history"])
+                  exclude_history=cfg["eval_exclude_history"], **prior)
     result: dict[str, Any] = {"split": opts.split, "checkpoint": str(best_path), "checkpoint_step": state["manifest"]["step"],
-                              "beam_width": beam_width}
+                              "beam_width": beam_width, "transition_prior": cfg["eval_transition_prior"]}
 
     titles = None
     if opts.write_topk or opts.user is not None:
@@ -165,10 +168,10 @@ def evaluate(argv: list[str]) -> dict:
         return result
 
     start = time.time()
-    train_data = SeqData(*data_args, "train", cfg["max_seq_len"], cfg["cache_dir"])  # the floors count on it only
     with precision.autocast(dev, cfg["precision"]):  # the precision validation chose best.pt with
         report = evaluate_split(model, data, tokenizer.sem_ids, trie, beam_width=beam_width, batch_size=batch_size,
-                                device=dev, sort_by_length=cfg["eval_sort_by_length"], train=train_data, progress=True)
+                                device=dev, sort_by_length=cfg["eval_sort_by_length"], train=train_data, progress=True,
+                                **prior)
     seconds = time.time() - start
     found_by_protocol = report.pop("found")  # this process's users' top-K under each protocol
     for protocol, found in found_by_protocol.items():

@@ -39,7 +39,7 @@ from data.processed import SeqData
 from data.training_stream import TrainingStream
 from evaluation.protocols import PROTOCOLS, protocol_name
 from evaluation.report import baselines_lines, curve_fields, evaluate_split, validation_baselines, validation_line
-from evaluation.retrieval import METRIC_KS
+from evaluation.retrieval import METRIC_KS, transition_prior_table
 from modules.model import EncoderDecoderRetrievalModel, previous_items
 from modules.semantic_id_trie import SemanticIdTrie
 from modules.tokenizer import SemanticIdTokenizer
@@ -72,7 +72,7 @@ MODEL_BINDINGS = ("n_user_buckets", "d_model", "n_heads", "d_head", "ff_dim", "n
 RESUMABLE_CHANGES = ("iterations", "resume", "force_resume", "eval_every", "eval_beam_width", "eval_batch_size",
                      "valid_max_users", "device", "num_threads", "use_wandb", "wandb_project",
                      "resident_data", "compile_model", "compile_mode", "eval_sort_by_length",  # same batches, same results
-                     "eval_exclude_history",
+                     "eval_exclude_history", "eval_transition_prior",
                      "micro_batch_size",  # same gradients up to float rounding (dropout draws other masks)
                      "save_dir", "tokenizer_dir")  # a moved run or tokenizer folder (the tokenizer's SHA-256 is checked)
 # Bindings older runs recorded that this version no longer has, with the value that did what the code now does.
@@ -169,6 +169,9 @@ def check_bindings(b: dict[str, Any]) -> None:
     if b["eval_beam_width"] < max(METRIC_KS):
         raise ConfigError(f"train.eval_beam_width={b['eval_beam_width']}: must be >= {max(METRIC_KS)} "
                           f"for Recall@{max(METRIC_KS)}", binding="eval_beam_width")
+    if not b["eval_transition_prior"] >= 0:
+        raise ConfigError(f"train.eval_transition_prior = {b['eval_transition_prior']!r}: must be >= 0 (0: off)",
+                          binding="eval_transition_prior")
     if b["history_bias"] and (b["all_positions"] or b["history_unlikelihood"]):
         other = "all_positions = True" if b["all_positions"] else f"history_unlikelihood = {b['history_unlikelihood']}"
         raise ConfigError(f"train.history_bias = True does not combine with train.{other} (not built): "
@@ -257,6 +260,7 @@ def train(
     eval_batch_size: int = 512,
     eval_sort_by_length: bool = False,    # beam search on length-sorted, trimmed chunks of users
     eval_exclude_history: bool = False,   # rankings (TIGER's and the floors') skip the user's history items
+    eval_transition_prior: float = 0.0,   # search: + W * log(1 + count) of what followed the last item (not the paper's)
     valid_max_users: int | None = None,   # None: the whole validation split
     select_metric: str = "ndcg@10",
     seed: int = 42,
@@ -311,6 +315,8 @@ def train(
 
     # The floors every validation number is read against, on the same validation users, under both protocols
     baselines = validation_baselines(train_data, valid_data, valid_index, sem_ids, selected_on)
+    # the search's transition prior: what followed each item among the training examples, and how often
+    successors = transition_prior_table(train_data) if eval_transition_prior else None
     if env.is_main:
         print("\n".join(baselines_lines(baselines)), file=sys.stderr)
 
@@ -385,7 +391,8 @@ def train(
         with autocast:
             found = evaluate_split(evaluated, valid_data, sem_ids, trie, beam_width=eval_beam_width,
                                    batch_size=eval_batch_size, device=dev, index=valid_shard, env=env,
-                                   sort_by_length=eval_sort_by_length, level_nll=True)
+                                   sort_by_length=eval_sort_by_length, level_nll=True, successors=successors,
+                                   prior_weight=eval_transition_prior)
         train_loss = (all_reduce_sum(loss_sum, env) / (env.world_size * loss_steps)).item()
         loss_sum.zero_()
         loss_steps = 0

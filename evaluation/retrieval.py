@@ -16,9 +16,10 @@ from evaluation.metrics import TopKMetrics
 from modules.model import EncoderDecoderRetrievalModel
 from evaluation.popularity import most_popular
 from modules.semantic_id_trie import SemanticIdTrie
-from evaluation.transition import transition_topk
+from evaluation.transition import successor_counts, transition_topk
 
 METRIC_KS = (1, 5, 10)
+PRIOR_SUCCESSORS = 30  # successors per item the search's transition prior reads (the floor ranks the first 10)
 
 
 @torch.no_grad()
@@ -68,6 +69,12 @@ def baseline_topk(train: SeqData, data: SeqData, k: int, index: torch.Tensor | N
     ranked = {"popularity": most_popular(train.targets, train.n_items, wide).expand(len(last), -1),
               "transition": transition_topk(train.last_items, train.targets, last, train.n_items, wide)}
     return {name: top[:, :k] if history is None else drop_items(top, history, k) for name, top in ranked.items()}
+
+
+def transition_prior_table(train: SeqData, k: int = PRIOR_SUCCESSORS) -> tuple[torch.Tensor, torch.Tensor]:
+    """The search's transition prior (train.eval_transition_prior), counted on the training split only, as the
+    transition floor: (items [n_items, k], counts [n_items, k]) of what followed each item (successor_counts)."""
+    return successor_counts(train.last_items, train.targets, train.n_items, k)
 
 
 def drop_items(ranked: torch.Tensor, exclude: torch.Tensor, k: int) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """A self-contained model folder: everything `Recommender` needs, read without the raw data, the caches or
 the training run folders, and without running anything from the folder (weights through
-torch.load(weights_only=True), which builds tensors only; everything else is JSON).
+torch.load(weights_only=True), which builds tensors only, as the successor table; everything else is JSON).
 
     manifest.json    format name and version, the writer's versions, the SHA-256 of every other file,
                      the serving settings and where the model came from
@@ -9,6 +9,8 @@ torch.load(weights_only=True), which builds tensors only; everything else is JSO
     catalogue.json   the data set's own item ids and titles, in the model's item order
     users.json       the data set's own user ids, in the model's user order (what the hashed user token reads)
     config.json      the decoder run's resolved bindings and the model's constructor arguments
+    successors.pt    the search's transition prior (train.eval_transition_prior > 0): what followed each item
+                     among the training examples and how often, items and counts [n_items, k]; else None
 
 Reading checks the format version first (a folder of another version is refused in one line: the layout
 or the meaning of a file may have changed), then every file against its SHA-256 (a copied-over, truncated
@@ -34,9 +36,9 @@ from runtime.errors import CheckpointError, ConfigError, MissingFileError
 
 FORMAT = "tiger-model-folder"
 # Raise it whenever a file's layout or meaning changes: a reader refuses every version but its own.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: successors.pt
 MANIFEST = "manifest.json"
-FILES = ("weights.pt", "semantic_ids.pt", "catalogue.json", "users.json", "config.json")
+FILES = ("weights.pt", "semantic_ids.pt", "catalogue.json", "users.json", "config.json", "successors.pt")
 EXPORT_HINT = "export it again with this version: python recommend.py RUN_FOLDER --export FOLDER"
 
 
@@ -52,6 +54,7 @@ class ModelFolder:
     config: dict[str, Any]          # the decoder run's bindings (values)
     settings: dict[str, Any]        # how it answers: max_seq_len, precision, protocol, beam_width, batch_size
     source: dict[str, Any]          # where it came from: checkpoint, step, validation metrics, dataset, split
+    successors: tuple[torch.Tensor, torch.Tensor] | None = None  # the transition prior's items, counts [n_items, k]
 
 
 def code_commit() -> str | None:
@@ -81,6 +84,8 @@ def write_model_folder(folder: str | os.PathLike, parts: ModelFolder) -> Path:
         write_json(tmp / "catalogue.json", {"item_ids": parts.item_ids, "titles": parts.titles})
         write_json(tmp / "users.json", {"user_ids": parts.user_ids})
         write_json(tmp / "config.json", {"bindings": parts.config, "model_kwargs": parts.model_kwargs})
+        atomic_torch_save({"successors": None if parts.successors is None else
+                           [t.detach().cpu().to(torch.int32) for t in parts.successors]}, tmp / "successors.pt")
         manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION,
             "versions": {"format": FORMAT_VERSION, "python": platform.python_version(), "torch": torch.__version__,
@@ -139,10 +144,15 @@ def read_model_folder(folder: str | os.PathLike) -> ModelFolder:
     except Exception as e:  # a checksum that matches a bad file: written so by hand
         raise CheckpointError(f"{folder / 'weights.pt'} cannot be read ({type(e).__name__}: {e})") from e
     tokenizer = SemanticIdTokenizer.load(folder / "semantic_ids.pt")
+    try:
+        successors = torch.load(folder / "successors.pt", map_location="cpu", weights_only=True)["successors"]
+    except Exception as e:  # as weights.pt: a checksum that matches a bad file
+        raise CheckpointError(f"{folder / 'successors.pt'} cannot be read ({type(e).__name__}: {e})") from e
     catalogue, users, config = (read_json(folder / name) for name in ("catalogue.json", "users.json", "config.json"))
     parts = ModelFolder(state_dict=state_dict, model_kwargs=config["model_kwargs"], tokenizer=tokenizer,
                         item_ids=catalogue["item_ids"], titles=catalogue["titles"], user_ids=users["user_ids"],
-                        config=config["bindings"], settings=manifest["settings"], source=manifest["source"])
+                        config=config["bindings"], settings=manifest["settings"], source=manifest["source"],
+                        successors=None if successors is None else tuple(t.long() for t in successors))
     if not len(parts.item_ids) == len(parts.titles) == tokenizer.n_items:
         raise CheckpointError(f"{folder}: catalogue.json lists {len(parts.item_ids):,} items, semantic_ids.pt "
                               f"{tokenizer.n_items:,}: the files come from different exports")

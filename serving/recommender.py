@@ -6,8 +6,9 @@
         print(r.item_id, f"{r.score:.3f}", r.title)
 
 The answer is evaluate.py's: the same trie-constrained beam search (modules/beam_search.py) over the same
-semantic IDs, in the run's precision, with at least the run's validation beam width; for a user of the data
-set asked with their id and their split history it is evaluate.py's list for that user (tested).
+semantic IDs, in the run's precision, with at least the run's validation beam width and its transition prior
+(train.eval_transition_prior: the training split's counts of what followed the history's last item); for a
+user of the data set asked with their id and their split history it is evaluate.py's list for that user (tested).
 
 Two protocols, named as evaluation/report.py names them: "plain" ranks every catalogue item, the history's
 included (the paper's); "history_skipped" never returns an item of the given history (a filter after the
@@ -31,6 +32,7 @@ import torch
 
 from data.processed import SeqData, as_dataset, load_processed
 from evaluation.protocols import PROTOCOLS, protocol_name
+from evaluation.retrieval import transition_prior_table
 from modules.beam_search import constrained_beam_search
 from modules.model import EncoderDecoderRetrievalModel
 from modules.tokenizer import SemanticIdTokenizer
@@ -44,6 +46,7 @@ ItemId = str | int  # the data set's own id; an int is read as its decimal text 
 # The run's bindings a Recommender reads: where its data and tokenizer are, and how validation searched.
 RUN_BINDINGS = ("dataset_folder", "dataset", "split", "cache_dir", "tokenizer_dir", "precision", "eval_beam_width",
                 "eval_batch_size", "eval_exclude_history")
+PRIOR_BINDING = "eval_transition_prior"  # the search's transition prior; runs from before it had none (0)
 USER_SPLITS = ("all", "valid", "test")
 SHOWN_UNKNOWN = 5  # unknown ids named in an error; the rest are counted
 
@@ -61,7 +64,9 @@ class Recommender:
 
     def __init__(self, model: EncoderDecoderRetrievalModel, tokenizer: SemanticIdTokenizer, item_ids: list[str],
                  titles: list[str], user_ids: list[str], *, config: dict[str, Any], source: dict[str, Any],
-                 device: str | torch.device = "auto") -> None:
+                 device: str | torch.device = "auto", successors: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        """successors: the run's transition prior (evaluation/retrieval.transition_prior_table), needed when its
+        config binds train.eval_transition_prior > 0."""
         if not len(item_ids) == len(titles) == tokenizer.n_items:
             raise CheckpointError(f"the catalogue has {len(item_ids):,} items but the semantic-ID table "
                                   f"{tokenizer.n_items:,}: the tokenizer belongs to another catalogue")
@@ -81,6 +86,12 @@ class Recommender:
         self.protocol = protocol_name(config["eval_exclude_history"])  # the one best.pt was chosen on
         self.beam_width = config["eval_beam_width"]
         self.batch_size = config["eval_batch_size"]
+        self.prior_weight = float(config.get(PRIOR_BINDING, 0.0))
+        if self.prior_weight and (successors is None or len(successors[0]) != tokenizer.n_items):
+            raise CheckpointError(f"the run searches with train.{PRIOR_BINDING} = {self.prior_weight} but its transition "
+                                  "counts are missing or of another catalogue")
+        self.successors = (tuple(t.to(self.device) for t in successors)
+                           if self.prior_weight and successors is not None else None)
         self.max_seq_len = model.max_history  # the model reads the most recent max_seq_len items
         self.data: tuple[str, str, str, str] | None = None  # (dataset_folder, dataset, split, cache_dir) of a run
 
@@ -116,7 +127,11 @@ class Recommender:
         model.load_state_dict(state["model"])
         source = {"checkpoint": str(best_path.resolve()), "step": state["manifest"]["step"],
                   "valid_metrics": state["manifest"]["metrics"], "dataset": data[1], "split": data[2]}
-        rec = cls(model, tokenizer, raw.item_ids, raw.titles, raw.user_ids, config=config, source=source, device=device)
+        successors = None
+        if float(config.get(PRIOR_BINDING, 0.0)):  # counted on the training split, as evaluate.py counts them
+            successors = transition_prior_table(SeqData(*data[:3], "train", config.get("max_seq_len"), data[3]))
+        rec = cls(model, tokenizer, raw.item_ids, raw.titles, raw.user_ids, config=config, source=source, device=device,
+                  successors=successors)
         rec.data = data
         return rec
 
@@ -127,7 +142,7 @@ class Recommender:
         model = EncoderDecoderRetrievalModel(**parts.model_kwargs)
         model.load_state_dict(parts.state_dict)
         return cls(model, parts.tokenizer, parts.item_ids, parts.titles, parts.user_ids, config=parts.config,
-                   source=parts.source, device=device)
+                   source=parts.source, device=device, successors=parts.successors)
 
     def export(self, folder: str | os.PathLike) -> Path:
         """Write everything `recommend` needs into a new folder that `from_folder` reads anywhere."""
@@ -136,7 +151,7 @@ class Recommender:
         return write_model_folder(folder, ModelFolder(
             state_dict=self.model.state_dict(), model_kwargs=self.model.kwargs, tokenizer=self.tokenizer,
             item_ids=self.item_ids, titles=self.titles, user_ids=self.user_ids, config=self.config,
-            settings=settings, source=self.source))
+            settings=settings, source=self.source, successors=self.successors))
 
     # -- answering ----------------------------------------------------------------------------------------
 
@@ -211,8 +226,13 @@ class Recommender:
             # skipped: every item given, also those older than what the model reads (a deployed filter; evaluation's
             # histories are never longer than max_seq_len, so there both are the same)
             exclude = padded(chunk, self.device) if skip_history else None                    # [B, E]
+            prior = None
+            if self.successors is not None:  # what followed each history's last item in training
+                last = torch.tensor([h[-1] for h in chunk], device=self.device)
+                prior = (self.successors[0][last], self.successors[1][last])
             with precisions.autocast(self.device, self.precision):  # the precision validation chose best.pt in
-                found = constrained_beam_search(self.model, batch, self.trie, beam_width, k, exclude)
+                found = constrained_beam_search(self.model, batch, self.trie, beam_width, k, exclude, prior,
+                                                self.prior_weight)
             found_items.append(found["item_ids"].cpu())
             found_scores.append(found["scores"].float().cpu())
         return torch.cat(found_items), torch.cat(found_scores)

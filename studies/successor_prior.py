@@ -23,7 +23,7 @@ import torch
 from data.processed import SeqData
 from evaluation.protocols import PROTOCOLS
 from evaluation.report import evaluate_split, floor_rows
-from evaluation.transition import successor_counts
+from evaluation.retrieval import PRIOR_SUCCESSORS, transition_prior_table
 from modules.model import EncoderDecoderRetrievalModel
 from modules.tokenizer import SemanticIdTokenizer
 from runtime.checkpointing import file_sha256, load_checkpoint
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--run", action="append", required=True, metavar="LABEL:BEST_PT:SEMANTIC_IDS_PT",
                         help="a trained run: a label, its best.pt and its stage-1 semantic_ids.pt")
     parser.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0])
-    parser.add_argument("--successors", type=int, default=30, help="most frequent successors kept per item")
+    parser.add_argument("--successors", type=int, default=PRIOR_SUCCESSORS, help="most frequent successors kept per item")
     parser.add_argument("--max-seq-len", type=int, default=20, help="train.max_seq_len of the runs")
     parser.add_argument("--valid-max-users", type=int, default=4000, help="train.valid_max_users of the runs (0: all)")
     parser.add_argument("--beam-width", type=int, default=30)
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     n = args.valid_max_users
     index = (torch.arange(len(valid)) if not n or n >= len(valid)
              else torch.linspace(0, len(valid) - 1, n).long())  # as train_decoder.py's validation users
-    successors = successor_counts(train.last_items, train.targets, train.n_items, args.successors)
+    successors = transition_prior_table(train, args.successors)
     floors = floor_rows(train, valid, index)
     rows = [{"run": "transition floor", "split": args.split, "users": len(index),
              **{p: floors[p]["transition"] for p in PROTOCOLS}}]

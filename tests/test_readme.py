@@ -123,10 +123,29 @@ def test_headline_sports_table_is_the_committed_runs():
     four = lambda get: [f"{get(p, m):.4f}" for p in ("plain", "history_skipped") for m in ("recall@10", "ndcg@10")]
     report = json.loads((REPO / "studies" / "results" / "one_user_token_beauty_sports.json").read_text())
     tiger = next(r for r in report["summary"] if r["split"] == "sports" and r["recipe"].startswith("+ one user token"))
-    assert tiger["seeds"] == [42, 43, 44] and "mean of seeds 42, 43, 44" in next(r for r in rows if "`*_cpu.gin`" in r[0])[0]
-    assert [c.strip("*") for c in cells("`*_cpu.gin`")] == four(lambda p, m: tiger[p]["tiger"][m]["mean"])
+    assert tiger["seeds"] == [42, 43, 44] and "mean of seeds 42, 43, 44" in next(r for r in rows if "(one user token" in r[0])[0]
+    assert [c.strip("*") for c in cells("`*_cpu.gin` (one user token")] == four(lambda p, m: tiger[p]["tiger"][m]["mean"])
     for label, name in (("most frequent next item", "transition"), ("most popular", "popularity")):
         assert cells(label) == four(lambda p, m: tiger[p][name][m]["mean"])
     for label, loss in (("SASRec here, full-softmax", "ce"), ("SASRec here, the paper's BCE", "bce")):
         _, seeds, means = sasrec_seed_means("sports", loss)
         assert seeds == [42, 43, 44] and cells(label) == means
+
+
+@pytest.mark.parametrize("split, header", [("beauty", "## Install"), ("sports", None)])
+def test_headline_transition_prior_rows_are_the_committed_test(split, header):
+    """The recipe's rows (search with the transition prior) and its runs' model-alone rows, in both tables."""
+    report = json.loads((REPO / "studies" / "results" / "transition_prior_beauty_sports.json").read_text())
+    assert report["decision"]["recipe"]["adopted"] and report["decision"]["recipe"]["chosen_weight"] == 3.0
+    if header:
+        rows = table_rows(README[:README.index(header)])
+    else:
+        start = README.index("| Sports |")
+        rows = table_rows(README[start:README.index("\n\n", start)])
+    for label, weight in (("`train.eval_transition_prior = 3`", "3"), ("the same runs, the model alone (W = 0", "0")):
+        row = next(r for r in rows if label in r[0])
+        test = report["test"][f"recipe_{split}_w{weight}"]
+        assert sorted(int(s) for s in test["seeds"]) == [42, 43, 44] and "mean of seeds 42, 43, 44" in (
+            row[0] if weight == "3" else next(r for r in rows if "`train.eval_transition_prior = 3`" in r[0])[0])
+        assert [c.strip("*") for c in row[1:5]] == [f"{test['tiger'][p][m]['mean']:.4f}"
+                                                  for p in ("plain", "history_skipped") for m in ("recall@10", "ndcg@10")]

@@ -23,12 +23,13 @@ from tests.test_train_decoder import N_ITEMS, tiny_run_args
 
 ASIN = lambda item: f"B{item + 1:09d}"      # the fixture's own ids: internal id = P5 id - 1 (data/amazon.py)
 REVIEWER = lambda user: f"U{user + 1:08d}"
-SKIP = ["--gin", "train.eval_exclude_history=True"]
+SKIP = ["--gin", "train.eval_exclude_history=True", "--gin", "train.eval_transition_prior=2.0"]  # and the prior
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """A tiny trained decoder run (selected on the history-skipped protocol) and evaluate.py's test lists."""
+    """A tiny trained decoder run (selected on the history-skipped protocol, searched with the transition prior)
+    and evaluate.py's test lists."""
     root = tmp_path_factory.mktemp("serving")
     write_amazon_raw(root / "amazon", n_users=30, n_items=N_ITEMS)
     codes = torch.randint(0, 4, (N_ITEMS, 3), generator=torch.Generator().manual_seed(0))
@@ -69,13 +70,19 @@ def test_recommend_equals_evaluate_for_every_test_user_under_both_protocols(run)
 
     # plain: evaluate.py's beam search (evaluation/retrieval.py) without the filter
     test = SeqData(str(root / "amazon"), "amazon", "beauty", "test", cache_dir=str(root / "cache"))
-    found = evaluation_recommend(rec.model, test, rec.sem_ids, rec.trie, 10, 10, 8, rec.device, exclude_history=False)
+    found = evaluation_recommend(rec.model, test, rec.sem_ids, rec.trie, 10, 10, 8, rec.device, exclude_history=False,
+                                 successors=rec.successors, prior_weight=2.0)
     plain = rec.recommend([[ASIN(i) for i in h[h >= 0].tolist()] for h in test.histories], 10, protocol="plain",
                           user=[REVIEWER(u) for u in test.user_ids.tolist()])
     assert [[a.item_id for a in answer] for answer in plain] == [[ASIN(i) for i in row] for row in found["item_ids"].tolist()]
     for answer, scores in zip(plain, found["scores"].tolist()):
         assert [a.score for a in answer] == pytest.approx(scores, abs=1e-5)
     assert any(a.item_id in h for answer, h in zip(plain, histories) for a in answer)  # plain may return the history
+    # the prior is part of the answer: the model alone answers otherwise
+    assert rec.prior_weight == 2.0 and rec.successors is not None
+    rec.prior_weight = 0.0
+    alone = rec.recommend(histories, 10, user=users)
+    assert any([a.item_id for a in x] != [a.item_id for a in y] for x, y in zip(alone, answers))
 
 
 def test_a_history_without_a_user_reads_the_history_alone(run):
