@@ -24,28 +24,18 @@ from data.processed import SeqData
 from evaluation.protocols import PROTOCOLS
 from evaluation.report import evaluate_split, floor_rows
 from evaluation.retrieval import PRIOR_SUCCESSORS, transition_prior_table
-from modules.model import EncoderDecoderRetrievalModel
-from modules.tokenizer import SemanticIdTokenizer
-from runtime.checkpointing import file_sha256, load_checkpoint
-from studies.cli import add_data_arguments
+from studies.cli import add_data_arguments, add_run_arguments, load_run, run_specs
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_arguments(parser)
-    parser.add_argument("--run", action="append", required=True, metavar="LABEL:BEST_PT:SEMANTIC_IDS_PT",
-                        help="a trained run: a label, its best.pt and its stage-1 semantic_ids.pt")
+    add_run_arguments(parser)
     parser.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0])
     parser.add_argument("--successors", type=int, default=PRIOR_SUCCESSORS, help="most frequent successors kept per item")
-    parser.add_argument("--max-seq-len", type=int, default=20, help="train.max_seq_len of the runs")
     parser.add_argument("--valid-max-users", type=int, default=4000, help="train.valid_max_users of the runs (0: all)")
-    parser.add_argument("--beam-width", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args(argv)
-    runs = [r.split(":") for r in args.run]
-    if any(len(r) != 3 for r in runs):
-        parser.error("--run takes LABEL:BEST_PT:SEMANTIC_IDS_PT")
+    runs = run_specs(parser, args)
     if any(w < 0 for w in args.weights):
         parser.error("--weights must be >= 0")
 
@@ -63,16 +53,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
           "|---|---:|---:|---:|---:|")
     print(f"| transition floor | - | {cell(rows[0], 'plain')} | {cell(rows[0], 'history_skipped')} | - |", flush=True)
     for label, checkpoint, tokenizer_file in runs:
-        tokenizer = SemanticIdTokenizer.load(tokenizer_file)
-        if len(tokenizer.sem_ids) != train.n_items:
-            raise SystemExit(f"{tokenizer_file}: {len(tokenizer.sem_ids)} items, {args.dataset}/{args.split} has "
-                             f"{train.n_items}")
-        state = load_checkpoint(checkpoint, map_location="cpu")
-        if state.get("tokenizer_sha256") != file_sha256(tokenizer_file):  # another stage 1: its IDs mean other items
-            raise SystemExit(f"{checkpoint} was not trained with {tokenizer_file} (the tokenizer's SHA-256 differs)")
-        model = EncoderDecoderRetrievalModel(**state["model_kwargs"])
-        model.load_state_dict(state["model"])
-        model.eval()
+        model, tokenizer, state = load_run(checkpoint, tokenizer_file, train.n_items, f"{args.dataset}/{args.split}")
         for weight in args.weights:
             start = time.time()
             record = evaluate_split(model, valid, tokenizer.sem_ids, tokenizer.trie(), beam_width=args.beam_width,

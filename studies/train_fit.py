@@ -23,10 +23,7 @@ import torch
 
 from data.processed import SeqData
 from evaluation.retrieval import baseline_topk, recommend, retrieval_metrics
-from modules.model import EncoderDecoderRetrievalModel
-from modules.tokenizer import SemanticIdTokenizer
-from runtime.checkpointing import file_sha256, load_checkpoint
-from studies.cli import add_data_arguments
+from studies.cli import add_data_arguments, add_run_arguments, load_run, run_specs
 from studies.transition_gap import TOP_K, pair_buckets
 
 
@@ -41,17 +38,10 @@ def sample(mask: torch.Tensor, n: int | None, generator: torch.Generator) -> tor
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_arguments(parser)
-    parser.add_argument("--run", action="append", required=True, metavar="LABEL:BEST_PT:SEMANTIC_IDS_PT",
-                        help="a trained run: a label, its best.pt and its stage-1 semantic_ids.pt")
-    parser.add_argument("--max-seq-len", type=int, default=20, help="train.max_seq_len of the runs")
+    add_run_arguments(parser)
     parser.add_argument("--sample", type=int, default=2000, help="examples per bucket and split at most (0: all)")
-    parser.add_argument("--beam-width", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args(argv)
-    runs = [r.split(":") for r in args.run]
-    if any(len(r) != 3 for r in runs):
-        parser.error("--run takes LABEL:BEST_PT:SEMANTIC_IDS_PT")
+    runs = run_specs(parser, args)
 
     data_args = (args.root, args.dataset, args.split)
     splits = {name: SeqData(*data_args, name, args.max_seq_len, args.cache_dir) for name in ("train", "valid")}
@@ -68,16 +58,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print("| run | bucket | train examples (sampled) | train NDCG@10 | train Recall@10 | valid users (sampled) | "
           "valid NDCG@10 | valid Recall@10 | transition valid NDCG@10 |\n|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for label, checkpoint, tokenizer_file in runs:
-        tokenizer = SemanticIdTokenizer.load(tokenizer_file)
+        model, tokenizer, state = load_run(checkpoint, tokenizer_file, train.n_items, f"{args.dataset}/{args.split}")
         sem_ids, trie = tokenizer.sem_ids, tokenizer.trie()
-        if len(sem_ids) != train.n_items:
-            raise SystemExit(f"{tokenizer_file}: {len(sem_ids)} items, {args.dataset}/{args.split} has {train.n_items}")
-        state = load_checkpoint(checkpoint, map_location="cpu")
-        if state.get("tokenizer_sha256") != file_sha256(tokenizer_file):  # another stage 1: its IDs mean other items
-            raise SystemExit(f"{checkpoint} was not trained with {tokenizer_file} (the tokenizer's SHA-256 differs)")
-        model = EncoderDecoderRetrievalModel(**state["model_kwargs"])
-        model.load_state_dict(state["model"])
-        model.eval()
         for name in buckets["valid"]:
             row = {"run": label, "checkpoint": checkpoint, "checkpoint_step": state["manifest"]["step"],
                    "split": args.split, "bucket": name, "protocol": "plain", "beam_width": args.beam_width}
