@@ -45,7 +45,7 @@ def constrained_beam_search(model, batch: dict[str, Tensor], trie: SemanticIdTri
     the row's prior items under it), before the softmax (a search-time product with a count model; not the
     paper's; studies/successor_prior.py).
     Returns item_ids [B, top_k] (-1 where the catalogue has fewer than top_k items),
-    sem_ids [B, top_k, T] and scores [B, top_k] (log-probabilities, descending)."""
+    sem_ids [B, top_k, T] and scores [B, top_k] (log-probabilities, descending; with a prior, of the product)."""
     if top_k > beam_width:
         raise ValueError(f"top_k={top_k} needs beam_width >= top_k, got beam_width={beam_width}")
     if trie.codebook_size != model.codebook_size or trie.depth != model.n_levels:

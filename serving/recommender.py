@@ -55,7 +55,8 @@ SHOWN_UNKNOWN = 5  # unknown ids named in an error; the rest are counted
 class Recommendation:
     item_id: str  # the data set's own id: an ASIN, a MovieLens movie id, your catalogue's string
     title: str
-    score: float  # log P(item | history) as the beam search scored it: higher first; comparable within one answer
+    score: float  # log P(item | history) as the beam search scored it (with the run's transition prior, of the
+                  # product with the counts): higher first; comparable within one answer
 
 
 class Recommender:
