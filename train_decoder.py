@@ -38,7 +38,8 @@ from data.batching import micro_batches, n_targets
 from data.processed import SeqData
 from data.training_stream import TrainingStream
 from evaluation.protocols import PROTOCOLS, protocol_name
-from evaluation.report import baselines_lines, curve_fields, evaluate_split, validation_baselines, validation_line
+from evaluation.report import (baselines_lines, curve_fields, evaluate_split, validation_baselines, validation_line,
+                               validation_users)
 from evaluation.retrieval import METRIC_KS, transition_prior_table
 from modules.model import EncoderDecoderRetrievalModel, previous_items
 from modules.semantic_id_trie import SemanticIdTrie
@@ -298,8 +299,7 @@ def train(
                             min_length=2 if compile_model else 1,  # compiled: never 1 history column
                             history_crop=history_crop)
     trie = tokenizer.trie().to(dev)
-    valid_index = (torch.arange(len(valid_data)) if valid_max_users is None or valid_max_users >= len(valid_data)
-                   else torch.linspace(0, len(valid_data) - 1, valid_max_users).long())  # fixed, spread out
+    valid_index = validation_users(len(valid_data), valid_max_users)  # fixed, spread out
 
     bindings = gin_bindings(train)
     model = build_model(sem_ids, tokenizer.codebook_size, train_data.max_seq_len, args).to(dev)

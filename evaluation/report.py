@@ -46,6 +46,14 @@ def floor_rows(train: SeqData, data: SeqData, index: torch.Tensor | None = None,
     return rows
 
 
+def validation_users(n_examples: int, max_users: int | None) -> torch.Tensor:
+    """The validation examples a run evaluates (train.valid_max_users): all of them (None, or at least as many
+    as there are), else max_users fixed ones spread evenly over the split."""
+    if max_users is None or max_users >= n_examples:
+        return torch.arange(n_examples)
+    return torch.linspace(0, n_examples - 1, max_users).long()
+
+
 def validation_baselines(train: SeqData, valid: SeqData, index: torch.Tensor, sem_ids: torch.Tensor,
                          selected_on: str) -> dict:
     """What a decoder run's validation numbers are read against (its baselines.json), on validation examples

@@ -22,7 +22,7 @@ import torch
 
 from data.processed import SeqData
 from evaluation.protocols import PROTOCOLS
-from evaluation.report import evaluate_split, floor_rows
+from evaluation.report import evaluate_split, floor_rows, validation_users
 from evaluation.retrieval import PRIOR_SUCCESSORS, transition_prior_table
 from studies.cli import add_data_arguments, add_run_arguments, load_run, run_specs
 
@@ -41,9 +41,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     data_args = (args.root, args.dataset, args.split)
     train, valid = (SeqData(*data_args, name, args.max_seq_len, args.cache_dir) for name in ("train", "valid"))
-    n = args.valid_max_users
-    index = (torch.arange(len(valid)) if not n or n >= len(valid)
-             else torch.linspace(0, len(valid) - 1, n).long())  # as train_decoder.py's validation users
+    index = validation_users(len(valid), args.valid_max_users or None)  # train_decoder.py's validation users
     successors = transition_prior_table(train, args.successors)
     floors = floor_rows(train, valid, index)
     rows = [{"run": "transition floor", "split": args.split, "users": len(index),
@@ -54,9 +52,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"| transition floor | - | {cell(rows[0], 'plain')} | {cell(rows[0], 'history_skipped')} | - |", flush=True)
     for label, checkpoint, tokenizer_file in runs:
         model, tokenizer, state = load_run(checkpoint, tokenizer_file, train.n_items, f"{args.dataset}/{args.split}")
+        trie = tokenizer.trie()  # one per run, searched at every weight
         for weight in args.weights:
             start = time.time()
-            record = evaluate_split(model, valid, tokenizer.sem_ids, tokenizer.trie(), beam_width=args.beam_width,
+            record = evaluate_split(model, valid, tokenizer.sem_ids, trie, beam_width=args.beam_width,
                                     batch_size=args.batch_size, device=torch.device("cpu"), index=index,
                                     sort_by_length=True, successors=successors, prior_weight=weight)
             row = {"run": label, "checkpoint": checkpoint, "checkpoint_step": state["manifest"]["step"],

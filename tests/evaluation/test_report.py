@@ -1,7 +1,7 @@
 import torch
 
 from data.batching import sem_id_batch
-from evaluation.report import evaluate_split, floor_rows
+from evaluation.report import evaluate_split, floor_rows, validation_users
 from evaluation.retrieval import baseline_topk, recommend, retrieval_metrics
 from modules.model import EncoderDecoderRetrievalModel
 from modules.semantic_id_trie import SemanticIdTrie
@@ -75,3 +75,9 @@ def test_floor_rows_of_a_subset_of_users():
     rows = floor_rows(train, data, torch.tensor([0, 2, 4]))
     assert set(rows) == {"plain", "history_skipped"} and set(rows["plain"]) == {"popularity", "transition"}
     assert rows["plain"]["popularity"]["coverage@10"] <= 1
+
+
+def test_validation_users_are_all_or_a_fixed_even_spread():
+    assert validation_users(5, None).tolist() == [0, 1, 2, 3, 4]
+    assert validation_users(5, 9).tolist() == [0, 1, 2, 3, 4]
+    assert validation_users(9, 3).tolist() == [0, 4, 8]
