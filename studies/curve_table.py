@@ -1,6 +1,7 @@
 """Stage-2 runs side by side, from their curve.jsonl: the study tables of studies/results/.
 
     python -m studies.curve_table RUN [RUN ...] [--label NAME ...] [--protocol plain|history_skipped] [--by-step]
+                                  [--reach-first]
 
 Per run (a <save_dir>/<dataset>-<split> folder of train_decoder.py): the best validation NDCG@10
 and its step, Recall@10 there, the last validation's NDCG@10 (a drop from the best means
@@ -10,6 +11,9 @@ wall time to the best step and in all. The metrics are those of the protocol the
 or of `--protocol` (plain: the paper's ranking); "best" is then the best step on that protocol.
 `--by-step` adds one table of every validation step: each run's NDCG@10 and first-code NLL there
 (runs stopped early leave their later cells empty), so that arms compare at equal steps.
+`--reach-first` adds time to quality against the first run (issue 34: "reaches the recipe's validation NDCG@10
+in at most a third of its wall time"): for each run, the first validation step at or above the first run's best
+NDCG@10, its wall seconds, and those as a share of the first run's wall seconds at its last validation.
 """
 from __future__ import annotations
 
@@ -60,12 +64,31 @@ def step_table(runs: list[Path], labels: list[str], protocol: str | None = None)
     return "\n".join(lines)
 
 
+def reach_table(runs: list[Path], labels: list[str], protocol: str | None = None) -> str:
+    """Markdown: per run, when it first reaches the first run's best NDCG@10 (step, wall seconds, share of the
+    first run's whole wall time); "not reached" where no validation of it does."""
+    curves = [protocol_curve(run, protocol) for run in runs]
+    target = max(r["ndcg@10"] for r in curves[0])
+    whole = curves[0][-1]["wall_seconds"]
+    lines = [f"target: {labels[0]}'s best NDCG@10 {target:.4f}; its wall seconds at its last validation {whole:,.1f}",
+             "", "| run | first step >= target | NDCG@10 there | wall s there | share of the target run's wall s |",
+             "|---|---:|---:|---:|---:|"]
+    for curve, label in zip(curves, labels):
+        hit = next((r for r in curve if r["ndcg@10"] >= target), None)
+        lines.append(f"| {label} | not reached (best {max(r['ndcg@10'] for r in curve):.4f}) |  |  |  |" if hit is None else
+                     f"| {label} | {hit['step']:,} | {hit['ndcg@10']:.4f} | {hit['wall_seconds']:,.1f} | "
+                     f"{hit['wall_seconds'] / whole:.2f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--label", action="append", help="one per run, in order (default: the run's save_dir name)")
     parser.add_argument("--protocol", choices=PROTOCOLS, help="the ranking to read (default: the one each run selected on)")
     parser.add_argument("--by-step", action="store_true", help="also a table of every validation step, runs side by side")
+    parser.add_argument("--reach-first", action="store_true",
+                        help="also when each run first reaches the first run's best NDCG@10, in wall time")
     args = parser.parse_args(argv)
     labels = args.label or [run.parent.name for run in args.runs]
     if len(labels) != len(args.runs):
@@ -75,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
         print(curve_row(run, label, args.protocol))
     if args.by_step:
         print("\n" + step_table(args.runs, labels, args.protocol))
+    if args.reach_first:
+        print("\n" + reach_table(args.runs, labels, args.protocol))
 
 
 if __name__ == "__main__":
