@@ -1,7 +1,7 @@
 """Stage-2 runs side by side, from their curve.jsonl: the study tables of studies/results/.
 
     python -m studies.curve_table RUN [RUN ...] [--label NAME ...] [--protocol plain|history_skipped] [--by-step]
-                                  [--reach-first]
+                                  [--reach-first] [--json CURVES.json]
 
 Per run (a <save_dir>/<dataset>-<split> folder of train_decoder.py): the best validation NDCG@10
 and its step, Recall@10 there, the last validation's NDCG@10 (a drop from the best means
@@ -14,6 +14,7 @@ or of `--protocol` (plain: the paper's ranking); "best" is then the best step on
 `--reach-first` adds time to quality against the first run (issue 34: "reaches the recipe's validation NDCG@10
 in at most a third of its wall time"): for each run, the first validation step at or above the first run's best
 NDCG@10, its wall seconds, and those as a share of the first run's wall seconds at its last validation.
+`--json` writes every run's whole curve.jsonl, by label, for a study's committed record.
 """
 from __future__ import annotations
 
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--by-step", action="store_true", help="also a table of every validation step, runs side by side")
     parser.add_argument("--reach-first", action="store_true",
                         help="also when each run first reaches the first run's best NDCG@10, in wall time")
+    parser.add_argument("--json", type=Path, help="also write {label: the run's validation records} here")
     args = parser.parse_args(argv)
     labels = args.label or [run.parent.name for run in args.runs]
     if len(labels) != len(args.runs):
@@ -100,6 +102,8 @@ def main(argv: list[str] | None = None) -> None:
         print("\n" + step_table(args.runs, labels, args.protocol))
     if args.reach_first:
         print("\n" + reach_table(args.runs, labels, args.protocol))
+    if args.json:
+        args.json.write_text(json.dumps({label: read_curve(run) for run, label in zip(args.runs, labels)}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -67,8 +67,10 @@ def test_curve_table_times_each_run_to_the_first_runs_best(tmp_path, capsys):
     base = write_run(tmp_path / "base" / "amazon-beauty", [0.1, 0.3, 0.4, 0.35])  # best 0.04; last wall 6.0 s
     fast = write_run(tmp_path / "fast" / "amazon-beauty", [0.2, 0.45, 0.3])       # reaches 0.04 at step 20 (3.0 s)
     low = write_run(tmp_path / "low" / "amazon-beauty", [0.2, 0.39])               # never does
-    table([str(base), str(fast), str(low), "--reach-first"])
+    table([str(base), str(fast), str(low), "--reach-first", "--json", str(tmp_path / "curves.json")])
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-7] == "target: base's best NDCG@10 0.0400; its wall seconds at its last validation 6.0"
     assert out[-3:] == ["| base | 30 | 0.0400 | 4.5 | 0.75 |", "| fast | 20 | 0.0450 | 3.0 | 0.50 |",
                         "| low | not reached (best 0.0390) |  |  |  |"]
+    curves = json.loads((tmp_path / "curves.json").read_text())
+    assert list(curves) == ["base", "fast", "low"] and [r["step"] for r in curves["low"]] == [10, 20]
