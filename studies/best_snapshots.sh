@@ -24,5 +24,5 @@ while :; do
       [ "$step" = "$iterations" ] && exit 0
     fi
   fi
-  sleep 5
+  sleep "${POLL_SECONDS:-5}"
 done
