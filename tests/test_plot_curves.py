@@ -74,3 +74,21 @@ def test_curve_table_times_each_run_to_the_first_runs_best(tmp_path, capsys):
                         "| low | not reached (best 0.0390) |  |  |  |"]
     curves = json.loads((tmp_path / "curves.json").read_text())
     assert list(curves) == ["base", "fast", "low"] and [r["step"] for r in curves["low"]] == [10, 20]
+
+
+def test_curve_table_averages_each_arms_seeds_and_times_the_means(tmp_path, capsys):
+    from studies.curve_table import main as table
+
+    runs = [write_run(tmp_path / name / "amazon-beauty", values) for name, values in (
+        ("base1", [0.1, 0.3, 0.4]), ("base2", [0.3, 0.5, 0.2]),  # mean NDCG@10 0.02, 0.04, 0.03: best 0.04 at step 20
+        ("arm1", [0.2, 0.4]), ("arm2", [0.4, 0.5, 0.6]))]        # steps both reached: 10, 20; means 0.03, 0.045
+    table([str(run) for run in runs] + ["--seeds", "2", "--arm", "base", "--arm", "arm"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-12:-7] == ["| step | base | arm |", "|---:|---:|---:|",
+                           "| 10 | 0.0200 (0.0141), 0.0400 (2 s) | 0.0300 (0.0141), 0.0600 (2 s) |",
+                           "| 20 | 0.0400 (0.0141), 0.0800 (3 s) | 0.0450 (0.0071), 0.0900 (3 s) |",
+                           "| 30 | 0.0300 (0.0141), 0.0600 (4 s) |  |"]
+    assert out[-6] == "target: base's best mean NDCG@10 0.0400; its mean wall seconds at its last validation 4.5"
+    assert out[-2:] == ["| base | 20 | 0.0400 | 3.0 | 0.67 |", "| arm | 20 | 0.0450 | 3.0 | 0.67 |"]
+    with pytest.raises(SystemExit, match="one --arm per arm"):
+        table([str(run) for run in runs] + ["--seeds", "2", "--arm", "base"])
