@@ -50,7 +50,7 @@ from runtime.atomic_io import atomic_write_text
 from runtime.checkpointing import (CheckpointError, check_resume_config, check_tokenizer_items, file_sha256, gin_bindings,
                                    gin_defaults, load_checkpoint, save_checkpoint, seed_all)
 from runtime.compile import compile_training_forward
-from runtime.distributed import (DistEnv, all_reduce_sum, barrier, init_distributed, rank_rng_states,
+from runtime.distributed import (DistEnv, all_reduce_sum, init_distributed, main_rank_first, rank_rng_states,
                                  restore_rank_rng_states, wrap_ddp)
 from runtime.errors import ConfigError
 from runtime.gin_cli import check_choice, check_non_negative, check_positive, run_entry_point
@@ -284,12 +284,9 @@ def train(
 
     tokenizer_file = existing_tokenizer_path(tokenizer_dir, dataset, split)
     tokenizer, tokenizer_hash = SemanticIdTokenizer.load(tokenizer_file), file_sha256(tokenizer_file)
-    if not env.is_main:
-        barrier(env)  # rank 0 builds the caches first; the others then read them
-    train_data = SeqData(dataset_folder, dataset, split, "train", max_seq_len, cache_dir)
-    valid_data = SeqData(dataset_folder, dataset, split, "valid", max_seq_len, cache_dir)
-    if env.is_main:
-        barrier(env)
+    with main_rank_first(env):  # rank 0 builds the caches; the others then read them
+        train_data = SeqData(dataset_folder, dataset, split, "train", max_seq_len, cache_dir)
+        valid_data = SeqData(dataset_folder, dataset, split, "valid", max_seq_len, cache_dir)
     check_tokenizer_items(tokenizer_file, tokenizer.n_items, train_data.n_items, f"{dataset}/{split}")
     sem_ids = tokenizer.sem_ids  # [n_items, T] stays on the CPU: batches are gathered there
     # step -> this rank's batch: examples, or with all_positions windows of them; refuses a batch_size larger

@@ -34,7 +34,7 @@ from runtime.checkpointing import (CheckpointError, check_resume_config, gin_bin
                                    save_checkpoint, seed_all)
 from modules.codebook_health import code_counts, codebook_perplexity, codebook_usage, restart_dead_codes
 from runtime.distributed import (DistEnv, all_gather_cat, all_reduce_sum, barrier, broadcast_module, init_distributed,
-                                 rank_rng_states, restore_rank_rng_states, shard, wrap_ddp)
+                                 main_rank_first, rank_rng_states, restore_rank_rng_states, shard, wrap_ddp)
 from runtime.errors import ConfigError
 from runtime.gin_cli import check_choice, check_non_negative, check_positive, run_entry_point
 from runtime.wandb_run import start_wandb_run
@@ -166,11 +166,8 @@ def train(
     items = dict(root=dataset_folder, dataset=dataset, split=split, held_out_fraction=held_out_fraction,
                  seed=seed, cache_dir=cache_dir, encoder_model=encoder_model, collaborative_dim=collaborative_dim,
                  collaborative_weight=collaborative_weight)
-    if not env.is_main:
-        barrier(env)  # rank 0 builds the caches first; the others then read them
-    catalogue = ItemData(subset="all", **items)
-    if env.is_main:
-        barrier(env)
+    with main_rank_first(env):  # rank 0 builds the caches; the others then read them
+        catalogue = ItemData(subset="all", **items)
     all_features = catalogue.features.to(device)  # [n_items, d], row = item id
     held_out = catalogue.held_out.to(device)  # [n_items] bool
     train_features, eval_features = all_features[~held_out], all_features[held_out]  # [n_train, d], [n_eval, d]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -113,6 +115,16 @@ def wrap_ddp(module: nn.Module, env: DistEnv) -> nn.Module:
 def barrier(env: DistEnv) -> None:
     if env.is_distributed:
         dist.barrier()
+
+
+@contextmanager
+def main_rank_first(env: DistEnv) -> Iterator[None]:
+    """Rank 0 runs the block first (it builds the caches), the other ranks after it (they read them)."""
+    if not env.is_main:
+        barrier(env)
+    yield
+    if env.is_main:
+        barrier(env)
 
 
 def cleanup(env: DistEnv) -> None:

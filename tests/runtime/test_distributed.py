@@ -62,3 +62,18 @@ def test_shard_needs_divisible_batch():
     assert shard(torch.arange(6), env).tolist() == [3, 4, 5]
     with pytest.raises(ValueError, match="batch_size 5"):
         shard(torch.arange(5), env)
+
+
+@pytest.mark.parametrize("rank, order", [(0, ["block", "barrier"]), (1, ["barrier", "block"])])
+def test_main_rank_first_lets_rank_0_build_before_the_others_read(monkeypatch, rank, order):
+    import runtime.distributed as distributed
+
+    seen = []
+    monkeypatch.setattr(distributed.dist, "barrier", lambda: seen.append("barrier"))
+    with distributed.main_rank_first(DistEnv(rank=rank, world_size=2, local_rank=rank, device=torch.device("cpu"))):
+        seen.append("block")
+    assert seen == order
+    seen.clear()
+    with distributed.main_rank_first(DistEnv(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))):
+        seen.append("block")  # one process: nothing to wait for
+    assert seen == ["block"]
