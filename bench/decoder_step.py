@@ -15,8 +15,10 @@ size-weighted loss (over the valid codes only with constrained_softmax) and back
 clipping and the optimiser. Reported per micro-batch size: seconds per
 step after warm-up (the device synchronised), examples/s, FLOPs per step counted by
 torch.utils.flop_counter and the rate they run at, and peak memory (CUDA: max_memory_allocated;
-CPU: the process's peak RSS, which includes everything loaded before). Lets a GPU session measure
-what bench/movielens_32m.py can only extrapolate on the CPU: the paper's 400k steps' wall time.
+CPU: the process's peak RSS, which includes everything loaded before), and what the rate means: the config's
+run (its `train.iterations` steps) and one pass over `--pass-targets` training targets (default MovieLens-32M's
+31.4M; with all positions a worst-case rate, real windows are shorter), both in hours. Lets a GPU session
+measure what bench/movielens_32m.py can only extrapolate on the CPU.
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ from runtime.optimizer import build_optimizer
 
 N_LEVELS, CODEBOOK_SIZE = 4, 256  # 3 RQ-VAE codes + the collision token, as stage 1 writes them
 N_ITEMS = 12_101                  # a catalogue of Beauty's size (random IDs)
-PAPER_STEPS = 400_000
+ML32M_TARGETS = 31_400_000       # MovieLens-32M's training targets (README: `python -m data --dataset ml-32m`)
 
 
 def synthetic_batch(catalogue: torch.Tensor, batch_size: int, max_seq_len: int, n_user_buckets: int,
@@ -58,7 +60,8 @@ def synthetic_batch(catalogue: torch.Tensor, batch_size: int, max_seq_len: int, 
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def time_step(bindings: dict, micro_batch_size: int | None, device: torch.device, steps: int, warmup: int = 2) -> dict:
+def time_step(bindings: dict, micro_batch_size: int | None, device: torch.device, steps: int, warmup: int = 2,
+              pass_targets: int = ML32M_TARGETS) -> dict:
     torch.manual_seed(bindings["seed"])
     generator = torch.Generator().manual_seed(0)
     catalogue = torch.randint(0, CODEBOOK_SIZE, (N_ITEMS, N_LEVELS), generator=generator).unique(dim=0)  # [~N_ITEMS, T]
@@ -96,22 +99,26 @@ def time_step(bindings: dict, micro_batch_size: int | None, device: torch.device
             "all_positions": all_positions, "examples_per_step": examples,
             "seconds_per_step": seconds, "examples_per_second": examples / seconds,
             "flops_per_step": flops, "tflops_per_second": flops / seconds / 1e12, "peak_memory_gib": peak / 2**30,
-            "paper_steps_hours": seconds * PAPER_STEPS / 3600}
+            "iterations": bindings["iterations"], "run_hours": seconds * bindings["iterations"] / 3600,
+            "pass_targets": pass_targets, "pass_hours": pass_targets / (examples / seconds) / 3600}
 
 
 def markdown(config: str, device: str, rows: list[dict]) -> str:
     what = ("synthetic all-positions windows of 2 x history items, the last `history` of them targets (examples = targets)"
             if any(r.get("all_positions") for r in rows) else "synthetic full-length histories")
+    timed = [r for r in rows if "error" not in r]
+    run = f"{timed[0]['iterations']:,} steps" if timed else "the run"
+    passed = f"one pass ({timed[0]['pass_targets']:,} targets)" if timed else "one pass"
     lines = [f"{config} on {device}, {what}:", "",
-             "| batch | micro-batch | history | s / step | examples / s | TFLOP / step | TFLOP/s | peak memory (GiB) | 400k steps |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             f"| batch | micro-batch | history | s / step | examples / s | TFLOP / step | TFLOP/s | peak memory (GiB) | {run} | {passed} |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['batch_size']} | {r['micro_batch_size']} | | {r['error']} | | | | | |")
+            lines.append(f"| {r['batch_size']} | {r['micro_batch_size']} | | {r['error']} | | | | | | |")
             continue
         lines.append(f"| {r['batch_size']} | {r['micro_batch_size'] or 'whole'} | {r['history']} | {r['seconds_per_step']:.3f} | "
                      f"{r['examples_per_second']:,.0f} | {r['flops_per_step'] / 1e12:.3g} | {r['tflops_per_second']:.3g} | "
-                     f"{r['peak_memory_gib']:.1f} | {r['paper_steps_hours']:.1f} h |")
+                     f"{r['peak_memory_gib']:.1f} | {r['run_hours']:.1f} h | {r['pass_hours']:.2f} h |")
     return "\n".join(lines) + "\n"
 
 
@@ -123,6 +130,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--micro-batch", default="config",
                         help="comma-separated micro-batch sizes to time ('none': the whole batch; default: the config's)")
+    parser.add_argument("--pass-targets", type=int, default=ML32M_TARGETS,
+                        help="training targets in one pass, for the hours column (default: MovieLens-32M's)")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args(argv)
     gin.clear_config()
@@ -135,7 +144,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for size in sizes:
         try:
-            rows.append(time_step(bindings, size, device, args.steps))
+            rows.append(time_step(bindings, size, device, args.steps, pass_targets=args.pass_targets))
         except torch.OutOfMemoryError as e:  # the point of a micro-batch: report it, time the next size
             rows.append({"batch_size": bindings["batch_size"], "micro_batch_size": size, "error": f"out of memory ({e})"[:80]})
         if device.type == "cuda":

@@ -42,7 +42,12 @@ def test_item_tokens_are_timed_with_their_table(capsys):
 
 def test_all_positions_configs_time_windows_and_count_their_targets(capsys):
     rows = decoder_step.main(["configs/decoder_ml32m_allpos.gin", "--device", "cpu", "--steps", "1",
-                              "--micro-batch", "none,3", *TOY])
+                              "--micro-batch", "none,3", "--pass-targets", "4800", *TOY])
     assert all(r["all_positions"] and r["examples_per_step"] == 8 * 6 for r in rows)  # 8 windows of 12 items, 6 targets each
     assert rows[1]["flops_per_step"] == pytest.approx(rows[0]["flops_per_step"], rel=1e-9)
-    assert "all-positions windows" in capsys.readouterr().out
+    # the hours: decoder_ml32m_allpos.gin's 5,000 steps, and 4,800 targets = 100 steps of 48 targets
+    assert rows[0]["iterations"] == 5000
+    assert rows[0]["run_hours"] == pytest.approx(rows[0]["seconds_per_step"] * 5000 / 3600)
+    assert rows[0]["pass_hours"] == pytest.approx(rows[0]["seconds_per_step"] * 100 / 3600)
+    table = capsys.readouterr().out
+    assert "all-positions windows" in table and "| 5,000 steps | one pass (4,800 targets) |" in table
