@@ -15,12 +15,18 @@ from __future__ import annotations
 
 import sys
 
+from typing import Any
+
+import torch
+
 import train_decoder
+from modules.model import EncoderDecoderRetrievalModel
 
 _build_model = train_decoder.build_model
 
 
-def causal_build_model(sem_ids, codebook_size, max_history, bindings):
+def causal_build_model(sem_ids: torch.Tensor, codebook_size: int, max_history: int,
+                       bindings: dict[str, Any]) -> EncoderDecoderRetrievalModel:
     """train_decoder.build_model with all positions' causal encoder; the batches stay per example."""
     return _build_model(sem_ids, codebook_size, max_history, {**bindings, "all_positions": True})
 
