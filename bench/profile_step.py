@@ -1,15 +1,17 @@
 """Profile (not a test): where one training step of each stage spends its time.
 
     python -m bench.profile_step --root ../shared/data/amazon --cache-dir cache [--device cpu|cuda] [--steps 5]
-        [--decoder paper|cpu]
+        [--decoder paper|cpu|cpu_allpos] [--split beauty|sports]
 
-Stage 1: RqVae as configs/rqvae_amazon.gin builds it, batch 1024 of the real item features.
+Stage 1: RqVae as configs/rqvae_amazon.gin builds it, batch 1024 of the split's real item features.
 Stage 2: the paper-size retrieval model of configs/decoder_amazon.gin (`--decoder cpu`: the laptop
-model of configs/decoder_amazon_cpu.gin, constrained softmax, length-bucketed batches as it trains),
-batch 256 of real Beauty training examples, each step train_decoder.train_step with the config's
-optimiser and precision, semantic IDs from a random tokenizer (speed does not depend on which codes).
-Each: `--warmup` untimed steps, then `--steps` steps under torch.profiler; prints the mean step
-time and the top ops by self time, plus how much of the decoder's encoder input is padding.
+model of configs/decoder_amazon_cpu.gin, constrained softmax, length-bucketed batches; `cpu_allpos`: the
+same trained on all-positions windows, configs/decoder_amazon_cpu_allpos.gin), its batches of the split's
+training examples (or windows) as the run builds them (data/training_stream.TrainingStream, the run's
+first epoch in order), each step train_decoder.train_step with the config's optimiser and precision,
+semantic IDs from a random tokenizer (speed does not depend on which codes). Each: `--warmup` untimed
+steps, then `--steps` steps under torch.profiler; prints the mean step time and the top ops by self
+time, plus the batches' lengths.
 """
 from __future__ import annotations
 
@@ -20,18 +22,18 @@ import gin
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from bench.decoder_step import real_stream
 from data.processed import ItemData, SeqData
-from data.batching import data_batch, trim_history
 import train_decoder
 from modules.rqvae import RqVae
 from modules.semantic_id_trie import SemanticIdTrie
-from modules.tokenizer import SemanticIdTokenizer
 from runtime import precision
 from runtime.gin_cli import load_gin_config
 from runtime.optimizer import build_optimizer
 
 
-DECODERS = {"paper": "configs/decoder_amazon.gin", "cpu": "configs/decoder_amazon_cpu.gin"}  # model, optimiser, precision
+DECODERS = {"paper": "configs/decoder_amazon.gin", "cpu": "configs/decoder_amazon_cpu.gin",  # model, optimiser, precision
+            "cpu_allpos": "configs/decoder_amazon_cpu_allpos.gin"}
 
 
 def profile_steps(step_fn, steps: int, warmup: int, device: torch.device, top: int) -> tuple[float, str]:
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--decoder", choices=tuple(DECODERS), default="paper")
+    parser.add_argument("--split", default="beauty", help="the Amazon category whose batches stage 2 trains on")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
 
     # ---- stage 1: RQ-VAE step (forward with the fused/reference quantiser, backward, AdamW)
-    features = ItemData(args.root, subset="train", cache_dir=args.cache_dir).features.to(device)
+    features = ItemData(args.root, "amazon", args.split, subset="train", cache_dir=args.cache_dir).features.to(device)
     rqvae = RqVae(input_dim=features.shape[1], hidden_dims=[512, 256, 128], latent_dim=32, codebook_size=256,
                   n_layers=3, commitment_weight=0.25, forward_mode="ste").to(device)
     rqvae.init_codebooks(features[:1024], kmeans_iters=5)
@@ -84,50 +87,39 @@ def main(argv: list[str] | None = None) -> None:
     seconds, table = profile_steps(rqvae_step, args.steps, args.warmup, device, args.top)
     print(f"## Stage 1: RQ-VAE step, batch 1024: {seconds * 1e3:.1f} ms/step\n\n{table}\n")
 
-    # ---- stage 2: retrieval model step, batch 256 of real training examples
-    train = SeqData(args.root, subset="train", cache_dir=args.cache_dir)
-    codes = torch.randint(0, 256, (train.n_items, 3), generator=torch.Generator().manual_seed(0))
-    sem_ids = SemanticIdTokenizer.from_codes(codes, codebook_size=256).sem_ids
+    # ---- stage 2: the config's retrieval model step on the run's own batches (data/training_stream.py)
     gin.clear_config()
-    load_gin_config(train_decoder.train, DECODERS[args.decoder], [])
+    load_gin_config(train_decoder.train, DECODERS[args.decoder], [f'train.split="{args.split}"'])
     bindings = gin.get_bindings(train_decoder.train)
     gin.clear_config()
+    train = SeqData(args.root, bindings["dataset"], bindings["split"], "train", bindings["max_seq_len"], args.cache_dir)
+    sem_ids, stream = real_stream(bindings, train, device)  # random codes: speed does not depend on which
     model = train_decoder.build_model(sem_ids, 256, train.max_seq_len, bindings).to(device)
     trie = SemanticIdTrie(sem_ids.to(device), codebook_size=256)
     optimizer = build_optimizer(model, bindings["optimizer"], bindings["learning_rate"], bindings["weight_decay"])
     autocast = precision.autocast(device, bindings["precision"])
-    perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
-    if bindings["bucket_by_length"]:  # the CPU config's length buckets (data/batching.py): batches of similar lengths,
-        chunks = perm[train.history_lengths[perm].argsort()].split(256)  # in random order (not shortest first)
-        perm = torch.cat([chunks[i] for i in torch.randperm(len(chunks), generator=torch.Generator().manual_seed(1))])
-    batches = iter(perm.split(256))
-    lengths = train.history_lengths
-    real_tokens = (1 + lengths * sem_ids.shape[1]).sum().item()
-    padded_tokens = len(lengths) * (1 + train.max_seq_len * sem_ids.shape[1])
-    batch_max = torch.stack([lengths[b].max() for b in perm.split(256)]).float()
-    print(f"## Stage 2 data: {len(train):,} train examples, history length mean {lengths.float().mean():.2f}, "
-          f"max {train.max_seq_len}; encoder tokens real/padded = {real_tokens / padded_tokens:.1%}; "
-          f"batch-256 max length mean {batch_max.mean():.1f} (trimming each batch to its max keeps "
-          f"{(1 + batch_max * sem_ids.shape[1]).mean() / (1 + train.max_seq_len * sem_ids.shape[1]):.0%} of the tokens)\n")
+    unit = "windows" if stream.windows is not None else "examples"
+    print(f"## Stage 2 data: {len(train):,} train targets in {stream.n_units:,} {unit}, encoder items per {unit[:-1]}: "
+          f"mean {stream.lengths.float().mean():.2f}, max {int(stream.lengths.max())}; batch {bindings['batch_size']} "
+          f"{unit}, {stream.steps_per_epoch:,} steps an epoch, length-bucketed: {bindings['bucket_by_length']}\n")
+    steps = iter(range(10**9))  # the run's batches in order: step 0, 1, ... of its first epoch
 
     def gather_time():
         start = time.perf_counter()
         for _ in range(20):
-            data_batch(train, next(batches), sem_ids, device)
+            stream.batch(next(steps))
         return (time.perf_counter() - start) / 20
 
-    print(f"host batch gather (SeqData.history_batch + sem_id_batch + .to): {gather_time() * 1e3:.2f} ms/batch\n")
+    print(f"host batch gather (TrainingStream.batch: gather, semantic IDs, trim): {gather_time() * 1e3:.2f} ms/batch\n")
 
-    def decoder_step():  # train_decoder.py's step, the same function
-        index = next(batches)
-        batch = data_batch(train, index, sem_ids, device)
-        if bindings["bucket_by_length"]:
-            batch = trim_history(batch, lengths[index].max())
+    def decoder_step():  # train_decoder.py's step, the same function, on the run's next batch
+        batch, _ = stream.batch(next(steps))
         train_decoder.train_step(model, model, batch, optimizer, autocast, grad_clip=bindings["grad_clip"],
                                  trie=trie if bindings["constrained_softmax"] else None)
 
     seconds, table = profile_steps(decoder_step, args.steps, args.warmup, device, args.top)
-    print(f"## Stage 2: retrieval model step ({DECODERS[args.decoder]}), batch 256: {seconds * 1e3:.1f} ms/step\n\n{table}")
+    print(f"## Stage 2: retrieval model step ({DECODERS[args.decoder]}, {args.split}), batch {bindings['batch_size']} "
+          f"{unit}: {seconds * 1e3:.1f} ms/step\n\n{table}")
 
 
 if __name__ == "__main__":

@@ -51,3 +51,24 @@ def test_all_positions_configs_time_windows_and_count_their_targets(capsys):
     assert rows[0]["pass_hours"] == pytest.approx(rows[0]["seconds_per_step"] * 100 / 3600)
     table = capsys.readouterr().out
     assert "all-positions windows" in table and "| 5,000 steps | one pass (4,800 targets) |" in table
+
+
+def test_real_batches_come_from_the_runs_stream_and_count_their_targets(tmp_path, capsys):
+    # --data: the split's training batches as TrainingStream builds them (random codes, no tokenizer)
+    from data.processed import SeqData
+    from tests.fixtures import write_amazon_raw
+
+    root = write_amazon_raw(tmp_path / "amazon", n_users=30, n_items=40)
+    args = ["--device", "cpu", "--steps", "3", "--data", str(root), "--cache-dir", str(tmp_path / "cache"),
+            *TOY[2:], "--gin", "train.batch_size=4"]
+    per_example = decoder_step.main(["configs/decoder_amazon_cpu.gin", *args])[0]
+    windows = decoder_step.main(["configs/decoder_amazon_cpu_allpos.gin", *args])[0]
+    train = SeqData(str(root), "amazon", "beauty", "train", 6, str(tmp_path / "cache"))
+    assert per_example["data"] == windows["data"] == "amazon/beauty"
+    assert per_example["examples_per_step"] == 4  # 4 examples, one target each
+    # 4 windows a step, each one user's training items (30 users of 6-12 items: several targets a window)
+    assert 4 < windows["examples_per_step"] <= 4 * 12 and windows["all_positions"]
+    assert per_example["pass_targets"] == windows["pass_targets"] == len(train)  # one pass: the split's targets
+    assert windows["pass_hours"] == pytest.approx(len(train) / windows["examples_per_second"] / 3600)
+    assert per_example["flops_per_step"] > 0 and windows["flops_per_step"] > 0
+    assert "amazon/beauty's training batches as the run builds them" in capsys.readouterr().out
