@@ -149,3 +149,13 @@ def test_headline_transition_prior_rows_are_the_committed_test(split, header):
             row[0] if weight == "3" else next(r for r in rows if "`train.eval_transition_prior = 3`" in r[0])[0])
         assert [c.strip("*") for c in row[1:5]] == [f"{test['tiger'][p][m]['mean']:.4f}"
                                                   for p in ("plain", "history_skipped") for m in ("recall@10", "ndcg@10")]
+
+
+def test_all_positions_amazon_speed_is_the_committed_bench():
+    bench = json.loads((REPO / "bench" / "results" / "all_positions_amazon_cpu.json").read_text())
+    rate = {(r["split"], r["all_positions"]): r["examples_per_second"] for r in bench["rows"] if r["threads"] == 2}
+    ratios = [rate[split, True] / rate[split, False] for split in ("beauty", "sports")]
+    assert f"it trains {ratios[0]:.2f}x (Beauty) and {ratios[1]:.2f}x (Sports) the targets per second" in README
+    step = {(r["split"], r["all_positions"]): r["seconds_per_step"] for r in bench["rows"] if r["threads"] == 2}
+    steps = [16_000 * step[split, False] / (3 * step[split, True]) for split in ("beauty", "sports")]
+    assert all(round(n / 1000) == 14 for n in steps) and "training time it trains ~14k steps" in README
