@@ -159,3 +159,11 @@ def test_all_positions_amazon_speed_is_the_committed_bench():
     step = {(r["split"], r["all_positions"]): r["seconds_per_step"] for r in bench["rows"] if r["threads"] == 2}
     steps = [16_000 * step[split, False] / (3 * step[split, True]) for split in ("beauty", "sports")]
     assert all(round(n / 1000) == 14 for n in steps) and "training time it trains ~14k steps" in README
+
+
+def test_laptop_wall_time_on_the_amd_machine_is_the_committed_timing():
+    timed = json.loads((REPO / "studies" / "results" / "laptop_recipe_timed_beauty_cpu_amd.json").read_text())
+    run = timed["runs"][0]
+    assert "AMD EPYC" in timed["device_name"] and not timed["features"]["embeddings_cached"]
+    assert (f"on an AMD EPYC machine the same command took {timed['mean']['total_s'] / 60:.1f} min (stage 1 "
+            f"{run['stage1_s'] / 60:.1f} min, stage 2 {run['stage2_s'] / 60:.1f} min" in README)
