@@ -167,7 +167,8 @@ def markdown(config: str, device: str, rows: list[dict], data: str = "synthetic"
             lines.append(f"| {r['batch_size']} | {r['micro_batch_size']} | | {r['error']} | | | | | | | |")
             continue
         lines.append(f"| {r['batch_size']} | {r['micro_batch_size'] or 'whole'} | {r['history']} | {r['seconds_per_step']:.3f} | "
-                     f"{r['examples_per_step']:,.0f} | {r['examples_per_second']:,.0f} | {r['flops_per_step'] / 1e12:.3g} | {r['tflops_per_second']:.3g} | "
+                     f"{r['examples_per_step']:,.0f} | {r['examples_per_second']:,.0f} | "
+                     f"{r['flops_per_step'] / 1e12:.3g} | {r['tflops_per_second']:.3g} | "
                      f"{r['peak_memory_gib']:.1f} | {r['run_hours']:.1f} h | {r['pass_hours']:.2f} h |")
     return "\n".join(lines) + "\n"
 

@@ -16,6 +16,7 @@ time, plus the batches' lengths.
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 
 import gin
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"## Stage 2 data: {len(train):,} train targets in {stream.n_units:,} {unit}, encoder items per {unit[:-1]}: "
           f"mean {stream.lengths.float().mean():.2f}, max {int(stream.lengths.max())}; batch {bindings['batch_size']} "
           f"{unit}, {stream.steps_per_epoch:,} steps an epoch, length-bucketed: {bindings['bucket_by_length']}\n")
-    steps = iter(range(10**9))  # the run's batches in order: step 0, 1, ... of its first epoch
+    steps = itertools.count()  # the run's batches in order: step 0, 1, ... of its first epoch
 
     def gather_time():
         start = time.perf_counter()
