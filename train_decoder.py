@@ -41,7 +41,7 @@ from evaluation.protocols import PROTOCOLS, protocol_name
 from evaluation.report import (baselines_lines, curve_fields, evaluate_split, validation_baselines, validation_line,
                                validation_users)
 from evaluation.retrieval import METRIC_KS, transition_prior_table
-from modules.model import EncoderDecoderRetrievalModel, previous_items
+from modules.model import DROPOUT_MASKS, EncoderDecoderRetrievalModel, previous_items
 from modules.semantic_id_trie import SemanticIdTrie
 from modules.tokenizer import SemanticIdTokenizer
 from runtime import preemption
@@ -67,7 +67,7 @@ LOG_EVERY = 100  # steps between reads of the training loss (each read waits for
 # The bindings that shape the model (what build_model reads of train()'s arguments).
 MODEL_BINDINGS = ("n_user_buckets", "d_model", "n_heads", "d_head", "ff_dim", "n_encoder_layers", "n_decoder_layers",
                   "dropout", "constrained_softmax", "item_tokens", "item_token_dropout", "all_positions", "history_bias",
-                  "history_bias_stop_gradient", "successor_token")
+                  "history_bias_stop_gradient", "successor_token", "dropout_masks")
 # Bindings that may change between a run and its resumption (extend a run, evaluation and logging;
 # validation metrics before and after a change of evaluation settings are compared as they are for best.pt).
 RESUMABLE_CHANGES = ("iterations", "resume", "force_resume", "eval_every", "eval_beam_width", "eval_batch_size",
@@ -187,7 +187,7 @@ def check_bindings(b: dict[str, Any]) -> None:
         raise ConfigError("train.successor_token = True does not combine with train.all_positions = True (a window has "
                           "no one most recent item): bind one of them", binding="successor_token")
     check_choice(optimizer=(b["optimizer"], tuple(OPTIMIZERS)), precision=(b["precision"], precisions.PRECISIONS),
-                 compile_mode=(b["compile_mode"], COMPILE_MODES))
+                 compile_mode=(b["compile_mode"], COMPILE_MODES), dropout_masks=(b["dropout_masks"], DROPOUT_MASKS))
 
 
 def resume_run(last_path: Path, bindings: dict[str, str], force_resume: bool, tokenizer_file: Path, tokenizer_hash: str,
@@ -249,6 +249,7 @@ def train(
     n_encoder_layers: int = 4,
     n_decoder_layers: int = 4,
     dropout: float = 0.1,
+    dropout_masks: str = "torch",         # "torch" (nn.Dropout's) | "packed": 4 masks a random word, a faster CPU step
     constrained_softmax: bool = False,    # softmax over the codes that continue a valid ID only (modules/model.py)
     all_positions: bool = False,          # train every position of a window in one causal pass (not the paper's)
     history_unlikelihood: float = 0.0,    # weight of -log(1 - p(the item before the target)) (not the paper's)

@@ -66,7 +66,7 @@ MEAN_RATINGS = 159  # MovieLens 32M: 32,000,204 ratings / 200,948 users
 MODEL = {"n_user_buckets": 2000, "d_model": 64, "n_heads": 2, "d_head": 32, "ff_dim": 256, "n_encoder_layers": 2,
          "n_decoder_layers": 2, "dropout": 0.1, "constrained_softmax": True, "item_tokens": False,
          "item_token_dropout": 0.0, "history_bias": False, "history_bias_stop_gradient": False,
-         "successor_token": False}
+         "successor_token": False, "dropout_masks": "torch"}
 
 
 class DecoderOnlyStandIn(nn.Module):

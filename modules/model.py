@@ -41,6 +41,9 @@ from torch import Tensor, nn
 
 from modules.embedding import ItemIdEmbedder, SemIdEmbedder, UserIdEmbedder
 from modules.transformer import Decoder, Encoder
+from modules.transformer.dropout import use_packed_dropout
+
+DROPOUT_MASKS = ("torch", "packed")  # whose masks the dropout layers draw in training
 
 
 class EncoderDecoderRetrievalModel(nn.Module):
@@ -66,6 +69,7 @@ class EncoderDecoderRetrievalModel(nn.Module):
         history_bias: bool = False,
         history_bias_stop_gradient: bool = False,
         successor_token: bool = False,
+        dropout_masks: str = "torch",
     ) -> None:
         super().__init__()
         # Kept so a checkpoint can rebuild the model without the gin file.
@@ -89,6 +93,10 @@ class EncoderDecoderRetrievalModel(nn.Module):
                 raise ValueError("successor_token=True needs n_items > 0 (the catalogue) and the per-example encoder "
                                  "(causal_encoder=False: a window has no one most recent item)")
             self.kwargs["successor_token"] = True
+        if dropout_masks not in DROPOUT_MASKS:
+            raise ValueError(f"dropout_masks={dropout_masks!r}: one of {DROPOUT_MASKS}")
+        if dropout_masks != "torch":  # recorded only when not torch's: older checkpoints keep resuming
+            self.kwargs["dropout_masks"] = dropout_masks
         # True: each position's softmax runs over the codes that extend the prefix to an existing item's ID
         # only (in training, teacher-forced along the target's own prefix; in beam search, along each beam's),
         # so the model's scores are log-probabilities over the catalogue's items and it need not spend
@@ -149,6 +157,10 @@ class EncoderDecoderRetrievalModel(nn.Module):
         if causal_encoder:  # every distance alike at the start, as T5's content-only attention
             nn.init.zeros_(self.encoder_distance_bias.weight)
             nn.init.zeros_(self.cross_distance_bias.weight)
+        # "packed" (not the paper's): the dropout layers' masks drawn four to a 64-bit random word, a cheaper
+        # CPU step with the same distribution (modules/transformer/dropout.py); "torch": nn.Dropout's.
+        if dropout_masks == "packed":
+            use_packed_dropout(self)
 
     @staticmethod
     def _init(m: nn.Module) -> None:

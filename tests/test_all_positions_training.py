@@ -73,7 +73,7 @@ def test_micro_batches_of_windows_step_like_the_whole_batch(stage1):
     bindings = {"n_user_buckets": 50, "d_model": 16, "n_heads": 2, "d_head": 8, "ff_dim": 32, "n_encoder_layers": 1,
                 "n_decoder_layers": 1, "dropout": 0.0, "constrained_softmax": True, "item_tokens": True,
                 "item_token_dropout": 0.0, "all_positions": True, "history_bias": False,
-                "history_bias_stop_gradient": False, "successor_token": False}
+                "history_bias_stop_gradient": False, "successor_token": False, "dropout_masks": "torch"}
     torch.manual_seed(0)
     model = train_decoder.build_model(tokenizer.sem_ids, tokenizer.codebook_size, train.max_seq_len, bindings)
     twin = copy.deepcopy(model)
