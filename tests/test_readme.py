@@ -167,3 +167,20 @@ def test_laptop_wall_time_on_the_amd_machine_is_the_committed_timing():
     assert "AMD EPYC" in timed["device_name"] and not timed["features"]["embeddings_cached"]
     assert (f"on an AMD EPYC machine the same command took {timed['mean']['total_s'] / 60:.1f} min (stage 1 "
             f"{run['stage1_s'] / 60:.1f} min, stage 2 {run['stage2_s'] / 60:.1f} min" in README)
+
+
+def test_packed_dropout_speed_is_the_committed_bench():
+    bench = json.loads((REPO / "bench" / "results" / "packed_dropout_amazon_cpu.json").read_text())
+    rate = {(r["split"], r["dropout_masks"]): r["examples_per_second"] for r in bench["rows"]}
+    ratios = [rate[split, "packed"] / rate[split, "torch"] for split in ("beauty", "sports")]
+    assert f"then trains {ratios[0]:.2f}x (Beauty) and {ratios[1]:.2f}x (Sports) the examples per second" in README
+
+
+def test_laptop_wall_time_with_packed_dropout_is_the_committed_timing():
+    timed = json.loads((REPO / "studies" / "results" / "laptop_recipe_packed_dropout_beauty_cpu.json").read_text())
+    run = timed["runs"][0]
+    assert timed["gin"] == ['(stage 2) train.dropout_masks="packed"'] and "Intel" in timed["device_name"]
+    assert not timed["features"]["embeddings_cached"]  # timed from the raw files
+    assert (f"the Intel machine ran it in {timed['mean']['total_s'] / 60:.1f} min (stage 1 {run['stage1_s'] / 60:.1f} "
+            f"min, stage 2 {run['stage2_s'] / 60:.1f} min; one seed, test plain NDCG@10 "
+            f"{run['test_by_protocol']['plain']['ndcg@10']:.4f}" in README)

@@ -81,6 +81,22 @@ def test_resume_continues_exactly(stage1, capsys):
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
 
 
+def test_packed_dropout_masks_train_resume_exactly_and_are_recorded(stage1, capsys):
+    # train.dropout_masks="packed": 20 steps then 10 more == 30 in one go (its masks come from the seeded,
+    # checkpointed generator); other masks than torch's, so other weights than the same run with nn.Dropout.
+    packed = ["--gin", 'train.dropout_masks="packed"']
+    run(tiny_run_args(stage1, 20, packed), capsys)
+    run(tiny_run_args(stage1, 30, packed), capsys)
+    run(tiny_run_args(stage1, 30, [*packed, "--gin", f'train.save_dir="{stage1 / "straight"}"']), capsys)
+    run(tiny_run_args(stage1, 30, ["--gin", f'train.save_dir="{stage1 / "torch_masks"}"']), capsys)
+    resumed, straight, torch_masks = (torch.load(stage1 / name / "amazon-beauty" / "checkpoint.pt", weights_only=True)
+                                      for name in ("decoder", "straight", "torch_masks"))
+    assert resumed["model_kwargs"]["dropout_masks"] == "packed" and "dropout_masks" not in torch_masks["model_kwargs"]
+    for k in resumed["model"]:
+        torch.testing.assert_close(resumed["model"][k], straight["model"][k], rtol=0, atol=0)
+    assert not all(torch.equal(resumed["model"][k], torch_masks["model"][k]) for k in resumed["model"])
+
+
 def test_resume_with_another_model_is_refused(stage1, capsys):
     run(tiny_run_args(stage1, 10), capsys)
     with pytest.raises(CheckpointError, match="d_model"):
