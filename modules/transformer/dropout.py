@@ -3,8 +3,8 @@
 torch's CPU dropout draws one Bernoulli sample per element from its Mersenne Twister, element by element
 (MKL's vectorised generator is used only on some Intel CPUs): about a quarter to a third of a laptop
 recipe step (`bench/results/packed_dropout_amazon_cpu.md`). PackedDropout reads each 64-bit word the
-generator draws as four 16-bit uniforms, so it draws a quarter as many words, one per four elements, and
-keeps an element when its uniform is at or above round(p * 2**16): drop probability p to within 2**-17
+generator draws as four 16-bit uniforms (one word per four elements, where torch draws per element), and
+keeps an element when its uniform in [0, 2**16) is at or above round(p * 2**16): drop probability p to within 2**-17
 (0.1 -> 6554 / 65536 = 0.10000610), survivors scaled by the inverse of that exact keep probability, so
 E[output] = input as with nn.Dropout. The masks are other random numbers than torch's: a run with them
 is not bit-identical to one without, and draws from the same (global, seeded, checkpointed) generator.
