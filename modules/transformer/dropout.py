@@ -11,6 +11,8 @@ is not bit-identical to one without, and draws from the same (global, seeded, ch
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -19,9 +21,7 @@ LEVELS = 1 << 16  # a 16-bit uniform's values
 
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str = "cpu") -> Tensor:
     """Bool [*shape]: True (keep) with probability 1 - round(p * 2**16) / 2**16, the elements independent."""
-    n = 1
-    for size in shape:
-        n *= size
+    n = math.prod(shape)
     # [ceil(n / 4)] int64 words over their full range (random_ from the type's minimum, no upper bound):
     # each word's four int16 lanes are independent uniforms over [-2**15, 2**15).
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(torch.iinfo(torch.int64).min, None)
